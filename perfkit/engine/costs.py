@@ -1,0 +1,236 @@
+"""What one instance of each layer type costs on one chip for one pass of the model.
+
+A *pass* processes ``new`` tokens for each of ``batch`` sequences whose attention sees ``context`` tokens
+(prefill: ``new = context = prompt``; decode: ``new = 1``). Each function returns a :class:`LayerCost` of
+arrays: bytes held per chip (weights, transient activations, KV cache), FLOPs per chip, HBM bytes moved per
+chip, the GEMM row count that sets compute efficiency, and the collectives it issues. All arithmetic
+broadcasts over configurations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY
+from ..specs import ModelSpec
+
+
+@dataclass
+class Collective:
+    """A collective over ``group`` chips whose ring spans ``span`` consecutive chips of the layout."""
+
+    kind: str  # "allreduce", "allgather", "alltoall" or "ring" (n-1 point-to-point passes along a chain)
+    bytes: np.ndarray  # payload per chip
+    group: np.ndarray
+    span: np.ndarray
+
+
+@dataclass
+class LayerCost:
+    weight_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    flops: np.ndarray
+    hbm_bytes: np.ndarray
+    gemm_rows: np.ndarray
+    collectives: list[Collective] = field(default_factory=list)
+
+
+@dataclass
+class Pass:
+    """One forward pass: ``batch`` sequences, ``new`` tokens each, attending to ``context`` tokens, with
+    ``cached`` tokens per sequence held in the KV cache."""
+
+    batch: np.ndarray
+    new: np.ndarray
+    context: np.ndarray
+    cached: np.ndarray
+    prefill: bool
+
+
+def _p(cfg, layer_type: str, degree: str) -> np.ndarray:
+    return cfg[f"layers.{layer_type}.{degree}"]
+
+
+def attended_tokens(new, context, window: int, prefill: bool):
+    """Mean number of keys each new query attends to (causal, optionally within a sliding window)."""
+    if prefill:
+        full = context / 2.0
+        if window:
+            full = np.where(context <= window, full, window - window * window / (2.0 * context))
+        return full
+    return np.minimum(context, window) if window else context
+
+
+def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
+    tp, cp, dp = (_p(cfg, "attention", d) for d in ("tensor_parallel", "context_parallel", "data_parallel"))
+    dtype = _p(cfg, "attention", "dtype")
+    wbytes, abytes = BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
+    kvbytes = BYTES_ARRAY[cfg["kv_dtype"]]
+    d, heads = model.hidden_size, model.num_heads
+    heads_chip = heads / tp
+    if model.is_mla:
+        qk_dim = model.qk_nope_head_dim + model.qk_rope_head_dim
+        q_down = d * model.q_lora_rank if model.q_lora_rank else 0
+        q_up = (model.q_lora_rank or d) * heads * qk_dim
+        kv_down = d * (model.kv_lora_rank + model.qk_rope_head_dim)
+        kv_up = model.kv_lora_rank * heads * (model.qk_nope_head_dim + model.v_head_dim)
+        out = heads * model.v_head_dim * d
+        params_chip = q_down + kv_down + (q_up + kv_up + out) / tp
+        kv_width = np.full_like(heads_chip, model.kv_lora_rank + model.qk_rope_head_dim, dtype=float)
+        # prefill runs the expanded heads; decode attends in the latent space (weight absorption)
+        score_dim = qk_dim if p.prefill else model.kv_lora_rank + model.qk_rope_head_dim
+        value_dim = model.v_head_dim if p.prefill else model.kv_lora_rank
+        qkv_width = heads_chip * (qk_dim + model.v_head_dim) + kv_width
+    else:
+        hd = model.head_dim
+        kv_heads_chip = np.maximum(model.num_kv_heads / tp, 1.0)  # replicated once tp exceeds them
+        params_chip = 2 * d * heads_chip * hd + 2 * d * kv_heads_chip * hd
+        kv_width = 2 * kv_heads_chip * hd
+        score_dim = value_dim = hd
+        qkv_width = 2 * heads_chip * hd + kv_width
+    seqs = p.batch / dp  # attention data parallel splits the batch, context parallel the sequence
+    tokens = seqs * p.new / cp
+    attended = sum(f * attended_tokens(p.new, p.context, w, p.prefill) for f, w in model.window_fractions)
+    cached = sum(f * (np.minimum(p.cached, w) if w else p.cached) for f, w in model.window_fractions)
+    core_flops = 2 * tokens * attended * heads_chip * (score_dim + value_dim)
+    kv_cache = seqs * cached / cp * kv_width * kvbytes
+    weights = params_chip * wbytes
+    activations = tokens * (d + qkv_width + heads_chip * value_dim) * abytes
+    kv_traffic = (tokens * kv_width * kvbytes) if p.prefill else seqs * attended / cp * kv_width * kvbytes
+    collectives = [Collective("allreduce", tokens * d * abytes, tp, tp)]
+    if p.prefill:  # ring attention passes each chip's K/V shard around the context-parallel group
+        collectives.append(Collective("ring", tokens * kv_width * kvbytes, cp, tp * cp))
+    else:  # partial softmax results merged across the context-parallel group
+        collectives.append(Collective("allreduce", seqs * heads_chip * (value_dim + 2) * 4.0, cp, tp * cp))
+    return LayerCost(
+        weight_bytes=weights,
+        activation_bytes=activations,
+        kv_bytes=kv_cache,
+        flops=2 * tokens * params_chip + core_flops,
+        hbm_bytes=weights + activations + kv_traffic,
+        gemm_rows=tokens,
+        collectives=collectives,
+    )
+
+
+def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
+    """A layer's feed-forward, averaged over the model's dense and mixture-of-experts layers."""
+    tp, sp = _p(cfg, "feedforward", "tensor_parallel"), _p(cfg, "feedforward", "sequence_parallel")
+    ep = _p(cfg, "feedforward", "expert_parallel")
+    dtype = _p(cfg, "feedforward", "dtype")
+    wbytes, abytes = BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
+    d = model.hidden_size
+    tokens = p.batch * p.new / sp  # every sequence-parallel group sees its share of the tokens
+    n_moe = model.num_moe_layers
+    n_dense = model.num_layers - n_moe
+    parts = []
+    if n_dense:
+        params = 3 * d * model.intermediate_size / tp
+        parts.append((n_dense, _ffn_cost(params, params, tokens, tokens, d, model.intermediate_size / tp,
+                                         wbytes, abytes, tp)))
+    if n_moe:
+        expert = 3 * d * model.moe_intermediate_size / tp
+        local = model.num_experts / ep
+        routed = tokens * model.experts_per_token  # token-expert assignments in the group
+        # chance that a given expert receives at least one of the group's tokens this pass
+        touched = 1.0 - np.power(1.0 - model.experts_per_token / model.num_experts, tokens)
+        shared = model.num_shared_experts * expert
+        held = local * expert + shared + d * model.num_experts
+        read = local * touched * expert + shared + d * model.num_experts
+        flops_rows = routed / ep  # expert rows computed on this chip
+        cost = _ffn_cost(held, read, flops_rows, tokens, d, model.moe_intermediate_size / tp, wbytes, abytes, tp,
+                         gemm_rows=routed / (model.num_experts * touched))  # rows per active expert
+        cost.flops = cost.flops + 2 * tokens * (shared + d * model.num_experts)
+        cost.collectives.append(Collective("alltoall", 2 * tokens / ep * model.experts_per_token * d * abytes,
+                                           ep, tp * ep))
+        parts.append((n_moe, cost))
+    return _mean_cost(parts)
+
+
+def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp, gemm_rows=None) -> LayerCost:
+    weights = held * wbytes
+    activations = (tokens * d + rows * 2 * width_chip) * abytes
+    return LayerCost(
+        weight_bytes=weights,
+        activation_bytes=activations,
+        kv_bytes=np.zeros_like(weights),
+        flops=2 * rows * 3 * d * width_chip,
+        hbm_bytes=read * wbytes + activations,
+        gemm_rows=tokens if gemm_rows is None else gemm_rows,
+        collectives=[Collective("allreduce", tokens * d * abytes, tp, tp)],
+    )
+
+
+def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
+    if len(parts) == 1:
+        return parts[0][1]
+    total = sum(n for n, _ in parts)
+    (na, a), (nb, b) = parts
+
+    def mix(x, y):
+        return (na * x + nb * y) / total
+
+    return LayerCost(
+        weight_bytes=mix(a.weight_bytes, b.weight_bytes),
+        activation_bytes=np.maximum(a.activation_bytes, b.activation_bytes),
+        kv_bytes=mix(a.kv_bytes, b.kv_bytes),
+        flops=mix(a.flops, b.flops),
+        hbm_bytes=mix(a.hbm_bytes, b.hbm_bytes),
+        gemm_rows=mix(a.gemm_rows, b.gemm_rows),
+        collectives=[Collective(c.kind, c.bytes * n / total, c.group, c.span)
+                     for n, cost in parts for c in cost.collectives],
+    )
+
+
+def norm(model: ModelSpec, cfg, p: Pass) -> LayerCost:
+    """The two RMSNorms of a transformer layer (before attention and before the feed-forward)."""
+    sp = _p(cfg, "norm", "sequence_parallel")
+    dtype = _p(cfg, "norm", "dtype")
+    abytes = ACTIVATION_BYTES_ARRAY[dtype]
+    d = model.hidden_size
+    tokens = p.batch * p.new / sp
+    weights = 2 * d * BYTES_ARRAY[dtype] * np.ones_like(tokens)
+    activations = 2 * tokens * d * abytes
+    return LayerCost(
+        weight_bytes=weights,
+        activation_bytes=activations,
+        kv_bytes=np.zeros_like(tokens),
+        flops=2 * 4 * tokens * d,
+        hbm_bytes=weights + 2 * activations,  # read and write each
+        gemm_rows=tokens,
+    )
+
+
+def embedding(model: ModelSpec, cfg, p: Pass) -> LayerCost:
+    """Input embedding and LM head (vocabulary-parallel); logits only for the last token of each sequence."""
+    tp = _p(cfg, "embedding", "tensor_parallel")
+    dtype = _p(cfg, "embedding", "dtype")
+    wbytes, abytes = BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
+    d, vocab = model.hidden_size, model.vocab_size
+    matrices = 1 if model.tie_word_embeddings else 2
+    tokens = p.batch * p.new
+    weights = matrices * vocab * d / tp * wbytes
+    head_rows = p.batch
+    activations = tokens * d * abytes + head_rows * vocab / tp * 4.0
+    return LayerCost(
+        weight_bytes=weights,
+        activation_bytes=activations,
+        kv_bytes=np.zeros_like(weights),
+        flops=2 * head_rows * d * vocab / tp,
+        hbm_bytes=vocab * d / tp * wbytes + tokens * d * abytes * 2 + head_rows * vocab / tp * 4.0,
+        gemm_rows=head_rows,
+        collectives=[
+            Collective("allreduce", tokens * d * abytes, tp, tp),
+            Collective("allgather", head_rows * vocab / tp * 4.0, tp, tp),
+        ],
+    )
+
+
+COSTS = {"attention": attention, "feedforward": feedforward, "norm": norm, "embedding": embedding}
+
+
+def instances(model: ModelSpec, layer_type: str) -> int:
+    """How many instances of a layer type the model stacks."""
+    return 1 if layer_type == "embedding" else model.num_layers

@@ -1,0 +1,264 @@
+"""Frozen specifications of hardware systems and models, checked when built.
+
+``HardwareSpec.from_dict`` takes the parsed YAML of ``hardware/<name>.yaml`` (SI units: bytes, bytes/s,
+FLOP/s, seconds); ``ModelSpec.from_config`` takes a Hugging Face ``config.json`` dict. Unknown or missing
+keys are errors, so a typo in a data file cannot silently become a default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from .dtypes import COMPUTE_FALLBACK, DTYPES, PEAK_DTYPES
+from .errors import SpecError
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """How close real kernels and links get to the datasheet; fitted by ``perfkit calibrate``.
+
+    A GEMM that processes ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak;
+    HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs. Every engine
+    step also pays ``step_overhead_s`` (kernel launches, scheduling, sampling) and every layer
+    ``layer_overhead_s``.
+    """
+
+    matmul: float
+    matmul_half_tokens: float
+    hbm: float
+    scaleup: float
+    scaleout: float
+    step_overhead_s: float
+    layer_overhead_s: float
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One node (a scale-up domain of ``chips_per_node`` chips) of a hardware system, per-chip figures."""
+
+    name: str
+    description: str
+    chip: str
+    chips_per_node: int
+    max_chips: int | None
+    memory_bytes: float
+    hbm_bytes_per_s: float
+    peak_flops_per_s: Mapping[str, float | None]
+    scaleup_bytes_per_s: float
+    scaleup_latency_s: float
+    scaleout_bytes_per_s: float | None
+    scaleout_latency_s: float | None
+    efficiency: Efficiency
+    sources: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str) -> "HardwareSpec":
+        data = dict(data)
+        _check_keys(data, {f.name for f in fields(cls)}, origin)
+        eff = data["efficiency"]
+        if not isinstance(eff, Mapping):
+            raise SpecError(f"{origin}: 'efficiency' must be a mapping")
+        _check_keys(eff, {f.name for f in fields(Efficiency)} - {"source"}, origin, optional={"source"})
+        data["efficiency"] = Efficiency(**{k: (float(v) if k != "source" else str(v)) for k, v in eff.items()})
+        peaks = data["peak_flops_per_s"]
+        _check_keys(peaks, set(PEAK_DTYPES), origin)
+        data["peak_flops_per_s"] = {k: (None if v is None else float(v)) for k, v in peaks.items()}
+        for key in ("memory_bytes", "hbm_bytes_per_s", "scaleup_bytes_per_s", "scaleup_latency_s"):
+            data[key] = float(data[key])
+        for key in ("scaleout_bytes_per_s", "scaleout_latency_s"):
+            data[key] = None if data[key] is None else float(data[key])
+        data["chips_per_node"] = int(data["chips_per_node"])
+        data["max_chips"] = None if data["max_chips"] is None else int(data["max_chips"])
+        spec = cls(**data)
+        spec._validate(origin)
+        return spec
+
+    def _validate(self, origin: str) -> None:
+        positive = {
+            "chips_per_node": self.chips_per_node,
+            "memory_bytes": self.memory_bytes,
+            "hbm_bytes_per_s": self.hbm_bytes_per_s,
+            "scaleup_bytes_per_s": self.scaleup_bytes_per_s,
+        }
+        for key, value in positive.items():
+            if not value > 0:
+                raise SpecError(f"{origin}: {key} must be positive, got {value}")
+        if not any(v for v in self.peak_flops_per_s.values()):
+            raise SpecError(f"{origin}: peak_flops_per_s lists no dtype")
+        e = self.efficiency
+        for key in ("matmul", "hbm", "scaleup", "scaleout"):
+            if not 0 < getattr(e, key) <= 1:
+                raise SpecError(f"{origin}: efficiency.{key} must be in (0, 1], got {getattr(e, key)}")
+
+    # -- derived, used by the engine -------------------------------------------------------------------
+
+    def compute_dtype(self, dtype: str) -> str | None:
+        """The format this chip computes ``dtype`` in: the fastest of the format itself and the wider ones
+        it can fall back to (``None`` if the chip publishes none of them). Kernels dequantize narrow
+        weights when the chip's native path is slower (Blackwell Ultra's cut-down int8, say)."""
+        candidates = [c for c in (dtype, *COMPUTE_FALLBACK[dtype]) if self.peak_flops_per_s.get(c)]
+        return max(candidates, key=lambda c: self.peak_flops_per_s[c], default=None)
+
+    @property
+    def peak_by_dtype(self) -> np.ndarray:
+        """Peak FLOP/s for each dtype of ``DTYPES`` after fallback (NaN where the chip cannot run it)."""
+        out = np.full(len(DTYPES), np.nan)
+        for i, dtype in enumerate(DTYPES):
+            compute = self.compute_dtype(dtype)
+            if compute is not None:
+                out[i] = self.peak_flops_per_s[compute]
+        return out
+
+    def summary(self) -> dict:
+        """Key specs in human units, for listings."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "chip": self.chip,
+            "chips_per_node": self.chips_per_node,
+            "max_chips": self.max_chips,
+            "memory_gb": self.memory_bytes / 1e9,
+            "hbm_tb_s": self.hbm_bytes_per_s / 1e12,
+            "peak_tflops": {k: (v / 1e12 if v else None) for k, v in self.peak_flops_per_s.items()},
+            "scaleup_gb_s": self.scaleup_bytes_per_s / 1e9,
+            "scaleout_gb_s": None if self.scaleout_bytes_per_s is None else self.scaleout_bytes_per_s / 1e9,
+        }
+
+
+def _check_keys(data: Mapping, required: set, origin: str, optional: set = frozenset()) -> None:
+    keys = set(data)
+    unknown = keys - required - set(optional)
+    missing = required - keys
+    if unknown:
+        raise SpecError(f"{origin}: unknown keys {sorted(unknown)}; expected {sorted(required | set(optional))}")
+    if missing:
+        raise SpecError(f"{origin}: missing keys {sorted(missing)}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture figures the engine needs, read from a Hugging Face ``config.json``.
+
+    Attention is either grouped-query (``num_key_value_heads`` heads of ``head_dim``) or, for DeepSeek,
+    multi-head latent attention (``kv_lora_rank`` + ``qk_rope_head_dim`` cached per token, shared by all
+    heads). The feed-forward of ``num_moe_layers`` of the layers is a mixture of ``num_experts`` experts
+    (``experts_per_token`` routed per token, plus ``num_shared_experts``); the rest are dense.
+    ``window_fractions`` pairs the fraction of layers with their attention window (0 = full attention).
+    """
+
+    name: str
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    max_position_embeddings: int
+    native_dtype: str
+    # mixture of experts
+    num_experts: int = 0
+    experts_per_token: int = 0
+    num_shared_experts: int = 0
+    moe_intermediate_size: int = 0
+    num_moe_layers: int = 0
+    # multi-head latent attention (DeepSeek)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    window_fractions: tuple[tuple[float, int], ...] = ((1.0, 0),)
+    weight_quantization: str | None = None
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    def default_dtype(self, layer_type: str) -> str:
+        """The dtype a layer type ships in: the checkpoint's quantization where it has one
+        (DeepSeek's fp8 linear layers, gpt-oss's MXFP4 experts), else ``torch_dtype``."""
+        quantized = {"fp8": ("attention", "feedforward"), "mxfp4": ("feedforward",)}
+        layers = quantized.get(self.weight_quantization or "", ())
+        if layer_type in layers:
+            return "fp8" if self.weight_quantization == "fp8" else "fp4"
+        return self.native_dtype
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> "ModelSpec":
+        """Build a spec from a ``config.json`` dict; a missing architecture field is a :class:`SpecError`."""
+
+        def need(key: str, *alternatives: str):
+            for k in (key, *alternatives):
+                if config.get(k) is not None:
+                    return config[k]
+            raise SpecError(f"model {name!r}: config.json lacks {key!r}, which perfkit needs")
+
+        hidden = int(need("hidden_size", "d_model", "n_embd"))
+        heads = int(need("num_attention_heads", "n_head"))
+        layers = int(need("num_hidden_layers", "n_layer", "num_layers"))
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or hidden // heads)
+        num_experts = int(config.get("num_local_experts") or config.get("n_routed_experts")
+                          or config.get("num_experts") or 0)
+        experts_per_token = int(config.get("num_experts_per_tok") or config.get("experts_per_token") or 0)
+        moe_inter = int(config.get("moe_intermediate_size") or config.get("intermediate_size") or 0)
+        first_dense = int(config.get("first_k_dense_replace") or 0)
+        dense_layers = set(config.get("mlp_only_layers") or [])
+        num_moe = 0
+        if num_experts:
+            num_moe = layers - max(first_dense, len(dense_layers))
+        quant = config.get("quantization_config") or {}
+        return cls(
+            name=name,
+            model_type=str(config.get("model_type", "unknown")),
+            hidden_size=hidden,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            intermediate_size=int(need("intermediate_size", "ffn_dim", "n_inner")),
+            vocab_size=int(need("vocab_size")),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            max_position_embeddings=int(config.get("max_position_embeddings") or 0),
+            native_dtype=_native_dtype(config),
+            num_experts=num_experts,
+            experts_per_token=experts_per_token,
+            num_shared_experts=int(config.get("n_shared_experts") or config.get("num_shared_experts") or 0),
+            moe_intermediate_size=moe_inter if num_experts else 0,
+            num_moe_layers=num_moe,
+            q_lora_rank=int(config.get("q_lora_rank") or 0),
+            kv_lora_rank=int(config.get("kv_lora_rank") or 0),
+            qk_rope_head_dim=int(config.get("qk_rope_head_dim") or 0),
+            qk_nope_head_dim=int(config.get("qk_nope_head_dim") or 0),
+            v_head_dim=int(config.get("v_head_dim") or 0),
+            window_fractions=_window_fractions(config, layers),
+            weight_quantization=quant.get("quant_method"),
+        )
+
+
+def _native_dtype(config: Mapping) -> str:
+    torch_dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16")
+    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(torch_dtype, "bf16")
+
+
+def _window_fractions(config: Mapping, layers: int) -> tuple[tuple[float, int], ...]:
+    """Fractions of layers by attention window (0 = full attention)."""
+    window = config.get("sliding_window")
+    if not window or config.get("use_sliding_window") is False:
+        return ((1.0, 0),)
+    types = config.get("layer_types")
+    if types:
+        sliding = sum(1 for t in types if t == "sliding_attention")
+        return tuple((n / layers, w) for n, w in ((layers - sliding, 0), (sliding, int(window))) if n)
+    return ((1.0, int(window)),)
