@@ -51,14 +51,17 @@ def system_metrics(request: dict) -> dict:
     flat = system_config(request)
     model = catalog.model_spec(flat["model_id"])
     hw = catalog.hardware_spec(flat["hardware_config"])
-    out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in evaluate(model, hw, to_arrays(flat)).items()}
+    profile = catalog.serving_profile(flat["serving_engine"])
+    figures = evaluate(model, hw, to_arrays(flat), profile)
+    out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in figures.items()}
     _raise_structural(model, hw, int(out["code"]), {**flat, **out, **_chips(flat)})
-    return system_response(out, notes(model, hw, flat))
+    return system_response(out, notes(model, hw, flat), uncertainty=flat["uncertainty"])
 
 
-def system_response(row: dict, notes: list[str]) -> dict:
-    """Nest one configuration's figures (a dict of scalars, e.g. a sweep row) as the seed's response."""
-    return {
+def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> dict:
+    """Nest one configuration's figures (a dict of scalars, e.g. a sweep row) as the seed's response;
+    with ``uncertainty`` add the p10-p90 bands of TTFT and TPOT (a documented extra key)."""
+    body = {
         "ttft_ms": float(row["ttft_ms"]),
         "tpot_ms": float(row["tpot_ms"]),
         "throughput_tokens_s": float(row["throughput_tokens_s"]),
@@ -73,6 +76,9 @@ def system_response(row: dict, notes: list[str]) -> dict:
             "notes": notes,
         },
     }
+    if uncertainty:
+        body["uncertainty"] = {k: float(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
+    return body
 
 
 def layer_metrics(request: dict) -> dict:

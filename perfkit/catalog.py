@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import NotFoundError, PerfkitError, SpecError, choices_text
-from .specs import HardwareSpec, ModelSpec
+from .specs import HardwareSpec, ModelSpec, ServingProfile
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +190,32 @@ def _hardware_spec(name: str) -> HardwareSpec:
     if spec.name != name:
         raise SpecError(f"hardware/{filename}: name {spec.name!r} differs from the file name")
     return spec
+
+
+# -- serving-engine profiles -------------------------------------------------------------------------------
+
+
+@cache
+def _profile_files() -> dict[str, str]:
+    folder = resources.files("perfkit.serving")
+    return {e.name[:-5]: e.name for e in folder.iterdir() if e.name.endswith(".yaml")}
+
+
+def list_serving_engines() -> list[str]:
+    """Serving-engine profiles (``perfkit/serving/*.yaml``): ``generic`` and the engines fitted to data."""
+    return sorted(_profile_files())
+
+
+def serving_profile(name: str = "generic") -> ServingProfile:
+    """The :class:`ServingProfile` called ``name``."""
+    if not isinstance(name, str) or name not in _profile_files():
+        raise PerfkitError(f"unknown serving_engine {name!r}; " + choices_text(name, list_serving_engines()),
+                           field="serving_engine")
+    return _serving_profile(name)
+
+
+@cache
+def _serving_profile(name: str) -> ServingProfile:
+    filename = _profile_files()[name]
+    data = yaml.safe_load((resources.files("perfkit.serving") / filename).read_text())
+    return ServingProfile.from_dict(data, f"perfkit/serving/{filename}")

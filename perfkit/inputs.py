@@ -15,6 +15,7 @@ import numpy as np
 from . import catalog
 from .dtypes import DTYPES, INDEX
 from .engine.layout import DEGREES, LAYER_TYPES, available_parallelism
+from .engine.system import SERVING_MODES
 from .errors import PerfkitError, choices_text
 from .specs import ModelSpec
 
@@ -24,7 +25,7 @@ LIMITS = {"batch_size": 1 << 20, "input_seq": 1 << 24, "output_seq": 1 << 24, "s
 
 SYSTEM_REQUIRED = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")
 #: Documented fields beyond the seed (see README "Request fields").
-SYSTEM_OPTIONAL = ("layers", "kv_dtype", "pipeline_parallel")
+SYSTEM_OPTIONAL = ("layers", "kv_dtype", "pipeline_parallel", "serving_mode", "serving_engine", "uncertainty")
 LAYER_REQUIRED = ("model_id", "hardware_config", "layer_type", "batch_size", "seq_length")
 LAYER_OPTIONAL = ("dtype", *DEGREES, "pipeline_parallel", "kv_dtype", "phase")
 PHASES = ("prefill", "decode")
@@ -105,6 +106,13 @@ def system_config(body: Any) -> dict:
         flat.update(layer_settings(model, layer_type, layers.get(layer_type, {}), f"layers.{layer_type}."))
     kv = body.get("kv_dtype", flat["layers.attention.dtype"])
     flat["kv_dtype"] = check_choice(kv, "kv_dtype", DTYPES)
+    flat["serving_mode"] = check_choice(body.get("serving_mode", "static"), "serving_mode", SERVING_MODES)
+    flat["serving_engine"] = check_choice(body.get("serving_engine", "generic"), "serving_engine",
+                                          catalog.list_serving_engines())
+    uncertainty = body.get("uncertainty", False)
+    if not isinstance(uncertainty, bool):
+        raise PerfkitError(f"uncertainty must be true or false, got {uncertainty!r}", field="uncertainty")
+    flat["uncertainty"] = uncertainty
     return flat
 
 
@@ -132,9 +140,11 @@ def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Engine inputs: numbers as int64 arrays, dtypes as indices into ``DTYPES``."""
     out = {}
     for key, value in flat.items():
-        if key in ("model_id", "hardware_config"):
+        if key in ("model_id", "hardware_config", "serving_engine", "uncertainty"):
             continue
-        if key.endswith("dtype"):
+        if key == "serving_mode":
+            out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
+        elif key.endswith("dtype"):
             out[key] = np.vectorize(INDEX.__getitem__, otypes=[np.int64])(value) if np.ndim(value) else np.int64(INDEX[value])
         else:
             out[key] = np.asarray(value, dtype=np.int64)

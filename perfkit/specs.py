@@ -20,9 +20,8 @@ class Efficiency:
     """How close real kernels and links get to the datasheet; fitted by ``perfkit calibrate``.
 
     A GEMM that processes ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak;
-    HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs. Every engine
-    step also pays ``step_overhead_s`` (kernel launches, scheduling, sampling) and every layer
-    ``layer_overhead_s``.
+    HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs; every
+    transformer layer pays ``layer_overhead_s`` per pass (kernel launch gaps).
     """
 
     matmul: float
@@ -30,9 +29,51 @@ class Efficiency:
     hbm: float
     scaleup: float
     scaleout: float
-    step_overhead_s: float
     layer_overhead_s: float
     source: str = ""
+
+
+@dataclass(frozen=True)
+class ServingProfile:
+    """What a serving engine (TensorRT-LLM, vLLM, SGLang, or a generic average) adds to the kernels.
+
+    ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it).
+    Under continuous batching each decode step also carries ``prefill_interference`` of the prefill work of
+    the requests that arrive meanwhile; a new request waits ``step_wait`` decode steps plus ``ramp`` of a
+    whole-batch prefill (arrival bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks
+    each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
+    engine takes ``memory_utilization`` of chip memory; what weights and one chunk's activations leave of it
+    holds the KV cache of the running sequences. ``band`` holds quantiles of
+    measured/predicted ratios from the fit, used for uncertainty bands.
+    """
+
+    name: str
+    description: str
+    step_overhead_s: float
+    sequence_overhead_s: float
+    prefill_interference: float
+    ramp: float
+    step_wait: float
+    prefill_chunk_tokens: float
+    request_overhead_s: float
+    memory_utilization: float
+    band: Mapping[str, float]
+    source: str
+
+    BAND_KEYS = ("ttft_p10", "ttft_p90", "tpot_p10", "tpot_p90")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str) -> "ServingProfile":
+        data = dict(data)
+        _check_keys(data, {f.name for f in fields(cls)}, origin)
+        _check_keys(data["band"], set(cls.BAND_KEYS), origin)
+        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_interference", "ramp", "step_wait",
+                    "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
+            data[key] = float(data[key])
+            if data[key] < 0:
+                raise SpecError(f"{origin}: {key} must not be negative, got {data[key]}")
+        data["band"] = {k: float(v) for k, v in data["band"].items()}
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -42,6 +83,7 @@ class HardwareSpec:
     name: str
     description: str
     chip: str
+    architecture: str
     chips_per_node: int
     max_chips: int | None
     memory_bytes: float
@@ -118,6 +160,7 @@ class HardwareSpec:
             "name": self.name,
             "description": self.description,
             "chip": self.chip,
+            "architecture": self.architecture,
             "chips_per_node": self.chips_per_node,
             "max_chips": self.max_chips,
             "memory_gb": self.memory_bytes / 1e9,

@@ -1,24 +1,36 @@
 """The engine: one vectorized evaluation of every configuration of a (model, hardware) pair.
 
 ``evaluate`` returns a dict of arrays, one entry per figure of the system-metrics response plus
-``code`` (the bit mask of :mod:`perfkit.engine.layout`). ``evaluate_layer`` returns one layer type's
-figures for ``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep of one.
+``code`` (the bit mask of :mod:`perfkit.engine.layout`) and the uncertainty bands. ``evaluate_layer`` returns
+one layer type's figures for ``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep
+of one.
 
-Meanings (see DESIGN.md): TTFT is one prefill pass of ``batch_size`` prompts of ``input_seq`` tokens plus the
-step overhead. TPOT is one decode step of the whole batch at the mean context of the generated tokens,
-``input_seq + output_seq / 2``. The KV cache is sized for ``input_seq + output_seq`` tokens per sequence.
+What TTFT and TPOT mean, per ``serving_mode`` (0 = static, 1 = continuous):
+
+- *static*: one batch served together. TTFT is one prefill pass of ``batch_size`` prompts of ``input_seq``
+  tokens; TPOT is one decode step of the whole batch at the mean context of the generated tokens,
+  ``input_seq + output_seq / 2``.
+- *continuous*: what a closed-loop benchmark with ``batch_size`` concurrent requests measures on an engine
+  with continuous batching. Only the sequences whose KV cache fits run at once (the rest queue for a slot);
+  each decode step also carries the prefills of the requests that arrive meanwhile; a new request waits
+  for the running step and for arrival bursts before its own prefill.
+
+The KV cache and memory figures are sized for ``batch_size`` sequences of ``input_seq + output_seq`` tokens
+in both modes.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
-from ..specs import HardwareSpec, ModelSpec
+from ..specs import HardwareSpec, ModelSpec, ServingProfile
 from . import layout
 from .costs import COSTS, Collective, Pass, instances
 from .timing import collective_seconds, communication_seconds, compute_seconds, memory_seconds
 
 BOTTLENECKS = np.array(["compute", "memory", "communication"])
+STATIC, CONTINUOUS = 0, 1
+SERVING_MODES = ("static", "continuous")
 
 
 def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pass):
@@ -30,11 +42,11 @@ def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pas
     return cost, compute, memory, comm
 
 
-def _pass(model: ModelSpec, hw: HardwareSpec, cfg, p: Pass, chips) -> dict:
-    """Seconds of one forward pass through the whole model, and its parts."""
-    e = hw.efficiency
+def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass, chips) -> dict:
+    """Seconds of one engine step through the whole model, and its parts."""
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
-    seconds = e.step_overhead_s + model.num_layers * e.layer_overhead_s
+    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * p.batch
+               + model.num_layers * hw.efficiency.layer_overhead_s)
     costs = {}
     for layer_type in layout.LAYER_TYPES:
         cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)
@@ -52,19 +64,9 @@ def _pass(model: ModelSpec, hw: HardwareSpec, cfg, p: Pass, chips) -> dict:
     return {"seconds": seconds + pipeline, "parts": parts, "costs": costs}
 
 
-def evaluate(model: ModelSpec, hw: HardwareSpec, cfg) -> dict[str, np.ndarray]:
-    """Every figure of the system-metrics response, as arrays over the broadcast configurations."""
-    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
-    chips = layout.num_chips(cfg)
-    code = layout.check(model, hw, cfg)
-    cached = isl + osl
-    prefill = _pass(model, hw, cfg, Pass(batch, isl, isl, cached, prefill=True), chips)
-    decode = _pass(model, hw, cfg, Pass(batch, 1, isl + osl / 2.0, cached, prefill=False), chips)
-    ttft_ms = prefill["seconds"] * 1e3
-    tpot_ms = decode["seconds"] * 1e3
-
+def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips) -> dict:
+    """Bytes per chip (the fullest chip) and summed over all chips, by kind."""
     pp = cfg["pipeline_parallel"]
-    costs = prefill["costs"]
     per_chip_weights = costs["embedding"].weight_bytes
     model_weights = costs["embedding"].weight_bytes
     for layer_type in ("attention", "feedforward", "norm"):
@@ -75,34 +77,80 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg) -> dict[str, np.ndarray]:
     per_chip_kv = np.ceil(model.num_layers / pp) * kv_instance
     per_chip_act = np.maximum.reduce([costs[t].activation_bytes for t in layout.LAYER_TYPES])
     stage_chips = chips / pp  # chips of one pipeline stage: each holds 1/pp of the layers
-    weight_gb = model_weights * stage_chips / 1e9
-    kv_gb = model.num_layers * kv_instance * stage_chips / 1e9
-    act_gb = per_chip_act * chips / 1e9
-    per_chip_gb = (per_chip_weights + per_chip_kv + per_chip_act) / 1e9
-    capacity_gb = hw.memory_bytes / 1e9
-    fits = per_chip_gb <= capacity_gb
+    return {
+        "weights": model_weights * stage_chips,
+        "kv": model.num_layers * kv_instance * stage_chips,
+        "activations": per_chip_act * chips,
+        "chip_weights": per_chip_weights,
+        "chip_kv": per_chip_kv,
+        "chip_activations": per_chip_act,
+    }
+
+
+def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -> dict[str, np.ndarray]:
+    """Every figure of the system-metrics response, as arrays over the broadcast configurations."""
+    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
+    mode = cfg.get("serving_mode", STATIC)
+    chips = layout.num_chips(cfg)
+    code = layout.check(model, hw, cfg)
+    cached = isl + osl
+    mean_context = isl + osl / 2.0
+    prefill = _pass(model, hw, profile, cfg, Pass(batch, isl, isl, cached, prefill=True), chips)
+    mem = _memory(model, hw, cfg, prefill["costs"], chips)
+    per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
+    fits = per_chip <= hw.memory_bytes
     code = code | np.where(fits, 0, layout.DOES_NOT_FIT)
 
-    totals = np.stack([prefill["parts"][k] + osl * decode["parts"][k]
-                       for k in ("compute", "memory", "communication")])
+    decode = _pass(model, hw, profile, cfg, Pass(batch, 1, mean_context, cached, prefill=False), chips)
+    ttft_s, tpot_s = prefill["seconds"], decode["seconds"]
+    totals = [prefill["parts"][k] + osl * decode["parts"][k] for k in ("compute", "memory", "communication")]
+    if np.any(mode == CONTINUOUS):
+        ttft_c, tpot_c = _continuous(model, hw, profile, cfg, prefill["seconds"], mem, chips)
+        ttft_s = np.where(mode == CONTINUOUS, ttft_c, ttft_s)
+        tpot_s = np.where(mode == CONTINUOUS, tpot_c, tpot_s)
+
+    ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
     shape = np.broadcast(batch, isl, osl, chips, ttft_ms, tpot_ms).shape
+    band = profile.band
     return {
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
         "throughput_tokens_s": batch * 1000.0 / tpot_ms,
         "total_latency_ms": ttft_ms + osl * tpot_ms,
-        "weight_memory_gb": weight_gb,
-        "activation_memory_gb": act_gb,
-        "kv_cache_gb": kv_gb,
-        "total_memory_gb": weight_gb + act_gb + kv_gb,
-        "memory_per_chip_gb": per_chip_gb,
-        "hw_capacity_gb": np.full(shape, capacity_gb),
+        "weight_memory_gb": mem["weights"] / 1e9,
+        "activation_memory_gb": mem["activations"] / 1e9,
+        "kv_cache_gb": mem["kv"] / 1e9,
+        "total_memory_gb": mem["weights"] / 1e9 + mem["activations"] / 1e9 + mem["kv"] / 1e9,
+        "memory_per_chip_gb": per_chip / 1e9,
+        "hw_capacity_gb": np.full(shape, hw.memory_bytes / 1e9),
         "num_chips": np.broadcast_to(chips, shape),
         "num_nodes": np.broadcast_to(layout.num_nodes(hw, chips), shape),
-        "bottleneck": BOTTLENECKS[np.argmax(totals.reshape(3, -1), axis=0)].reshape(shape),
+        "bottleneck": BOTTLENECKS[np.argmax(np.stack(np.broadcast_arrays(*totals)).reshape(3, -1), axis=0)
+                                  ].reshape(shape),
         "fits_on_hardware": np.broadcast_to(fits, shape),
+        "ttft_ms_p10": ttft_ms * band["ttft_p10"],
+        "ttft_ms_p90": ttft_ms * band["ttft_p90"],
+        "tpot_ms_p10": tpot_ms * band["tpot_p10"],
+        "tpot_ms_p90": tpot_ms * band["tpot_p90"],
         "code": np.broadcast_to(code, shape),
     }
+
+
+def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):
+    """TTFT and TPOT of a closed loop of ``batch_size`` requests under continuous batching (seconds)."""
+    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
+    kv_per_sequence = mem["chip_kv"] / batch
+    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (batch * isl))  # chunked prefill bounds activations
+    free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
+    running = np.clip(np.floor(free / kv_per_sequence), 1, batch)
+    one = _pass(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True), chips)
+    step = _pass(model, hw, profile, cfg, Pass(running, 1, isl + osl / 2.0, isl + osl, prefill=False), chips)
+    per_request_prefill = prefill_all_s / batch  # the batched cost of one prompt
+    tpot = step["seconds"] + profile.prefill_interference * running / osl * per_request_prefill
+    queue = (batch / running - 1.0) * (one["seconds"] + osl * tpot)  # waiting for a free slot
+    steps_waited = profile.step_wait + isl / profile.prefill_chunk_tokens
+    ttft = profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + steps_waited * step["seconds"] + queue
+    return ttft, tpot
 
 
 def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool) -> dict:

@@ -1,0 +1,129 @@
+"""Fitting hardware efficiencies and serving-engine profiles to measured TTFT/TPOT.
+
+The fit minimizes the robust (soft-L1) sum of squared log-ratios ``log(predicted / measured)`` of TTFT and
+TPOT over the training rows with ``scipy.optimize.least_squares``, within physical bounds. Hardware
+parameters are fitted only for systems with training rows; the others keep their priors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog
+from .predict import predict
+
+log = logging.getLogger(__name__)
+
+#: Fitted hardware efficiency fields and their bounds.
+HARDWARE_BOUNDS = {  # matmul stays at the measured best (matmul_measured.csv)
+    "matmul_half_tokens": (1.0, 4096.0),
+    "hbm": (0.3, 1.0),
+    "layer_overhead_s": (0.0, 2e-4),
+}
+#: Fitted serving-profile fields and their bounds.
+PROFILE_BOUNDS = {
+    "step_overhead_s": (0.0, 0.05),
+    "sequence_overhead_s": (0.0, 5e-4),
+    "prefill_interference": (0.0, 4.0),
+    "ramp": (0.0, 1.0),
+    "step_wait": (0.0, 32.0),
+    "prefill_chunk_tokens": (256.0, 65536.0),
+    "request_overhead_s": (0.0, 0.5),
+}
+ENGINES = ("trtllm", "vllm", "sglang")
+
+
+@dataclasses.dataclass
+class FitResult:
+    hardware: dict  # name -> HardwareSpec with fitted efficiency
+    profiles: dict  # engine -> ServingProfile with fitted parameters and residual bands
+    train_rows: int
+    cost: float
+
+
+def architectures(names: Iterable[str]) -> dict[str, list[str]]:
+    """Architecture -> every catalog system of that architecture, for the architectures of ``names``."""
+    wanted = {catalog.hardware_spec(n).architecture for n in names}
+    out: dict[str, list[str]] = {}
+    for name in catalog.list_hardware():
+        arch = catalog.hardware_spec(name).architecture
+        if arch in wanted:
+            out.setdefault(arch, []).append(name)
+    return dict(sorted(out.items()))
+
+
+def _unpack(x, archs, engines):
+    """Parameter vector -> hardware specs (every system of a fitted architecture) and profiles."""
+    hardware, profiles = {}, {}
+    i = 0
+    for arch, names in archs.items():
+        values = dict(zip(HARDWARE_BOUNDS, x[i:i + len(HARDWARE_BOUNDS)]))
+        i += len(HARDWARE_BOUNDS)
+        for name in names:
+            spec = catalog.hardware_spec(name)
+            hardware[name] = dataclasses.replace(spec, efficiency=dataclasses.replace(spec.efficiency, **values))
+    for engine in engines:
+        values = dict(zip(PROFILE_BOUNDS, x[i:i + len(PROFILE_BOUNDS)]))
+        i += len(PROFILE_BOUNDS)
+        profiles[engine] = dataclasses.replace(catalog.serving_profile(engine), **values)
+    return hardware, profiles
+
+
+def _start(archs, engines):
+    x, lo, hi = [], [], []
+    for names in archs.values():
+        e = catalog.hardware_spec(names[0]).efficiency
+        for key, (a, b) in HARDWARE_BOUNDS.items():
+            x.append(np.clip(getattr(e, key), a, b)), lo.append(a), hi.append(b)
+    for engine in engines:
+        p = catalog.serving_profile(engine)
+        for key, (a, b) in PROFILE_BOUNDS.items():
+            x.append(np.clip(getattr(p, key), a, b)), lo.append(a), hi.append(b)
+    return np.array(x, float), np.array(lo), np.array(hi)
+
+
+def log_errors(measured: pd.DataFrame, predicted: pd.DataFrame) -> np.ndarray:
+    """Stacked ``log(predicted / measured)`` of TTFT and TPOT (invalid rows give 0)."""
+    ok = predicted["valid"].to_numpy(bool)
+    out = []
+    for k in ("ttft", "tpot"):
+        ratio = predicted[f"predicted_{k}_ms"].to_numpy(float) / measured[f"measured_{k}_ms"].to_numpy(float)
+        out.append(np.where(ok, np.log(np.where(ok, ratio, 1.0)), 0.0))
+    return np.concatenate(out)
+
+
+def fit(measured: pd.DataFrame, max_nfev: int = 60, engines: Iterable[str] = ENGINES) -> FitResult:
+    """Fit the architectures and serving engines present in ``measured`` (agg rows).
+
+    Chips of one architecture (H100 and H200; B200, B300, GB200 and GB300) share their fitted
+    efficiencies: they run the same kernels, so a system without measurements inherits its siblings' fit."""
+    from scipy.optimize import least_squares  # the fit needs scipy; predictions do not
+
+    rows = measured[measured["mode"].eq("agg")]
+    rows = rows[rows["backend"].isin(engines)]
+    valid = predict(rows)["valid"].to_numpy(bool)
+    rows = rows[valid]
+    archs = architectures(rows["hardware_config"].unique())
+    engine_names = sorted(rows["backend"].unique())
+    x0, lo, hi = _start(archs, engine_names)
+    scale = np.where(hi > 0, hi - lo, 1.0)
+
+    def residuals(z):
+        hardware, profiles = _unpack(lo + z * scale, archs, engine_names)
+        return log_errors(rows, predict(rows, hardware, profiles))
+
+    result = least_squares(residuals, (x0 - lo) / scale, bounds=(0.0, 1.0), loss="soft_l1", f_scale=0.3,
+                           max_nfev=max_nfev, diff_step=1e-3)
+    hardware, profiles = _unpack(lo + result.x * scale, archs, engine_names)
+    errors = residuals(result.x).reshape(2, -1)
+    band = {}
+    for i, k in enumerate(("ttft", "tpot")):
+        ratio = np.exp(-errors[i])  # measured / predicted
+        band[f"{k}_p10"], band[f"{k}_p90"] = (float(q) for q in np.quantile(ratio, [0.1, 0.9]))
+    profiles = {n: dataclasses.replace(p, band=band) for n, p in profiles.items()}
+    log.info("fit: %d rows, cost %.3f, %d evaluations", len(rows), result.cost, result.nfev)
+    return FitResult(hardware, profiles, len(rows), float(result.cost))

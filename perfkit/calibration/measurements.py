@@ -1,0 +1,111 @@
+"""Reading measured serving points (the aiconfigurator silicon CSV layout) into engine configurations.
+
+Each measured row becomes one flat configuration (the same paths as a system-metrics request) plus its
+measured ``ttft_ms`` / ``tpot_ms``, its serving ``mode`` (``agg``: one engine does prefill and decode with
+continuous batching; ``disagg``: separate prefill and decode workers), the request ``concurrency`` and the
+group labels used for held-out evaluation. Rows whose layout perfkit cannot express are dropped with a
+reason, never silently.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog
+
+#: aiconfigurator system names -> perfkit hardware files.
+SYSTEMS = {
+    "h100_sxm": "nvidia_h100_hgx",
+    "h200_sxm": "nvidia_h200_hgx",
+    "b200_sxm": "nvidia_b200_hgx",
+    "b300_sxm": "nvidia_b300_hgx",
+    "gb200": "nvidia_nvl72_rack",
+    "gb300": "nvidia_gb300_nvl72",
+}
+
+#: GEMM / MoE quantization modes -> perfkit dtypes.
+QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "w4a16_mxfp4": "fp4", "int8": "int8"}
+
+REQUIRED_COLUMNS = ("model_path", "system", "backend", "mode", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms")
+
+
+def default_csv() -> Path:
+    """``shared/data/calibration/measured_serving.csv`` beside the checkout (as CI lays it out)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "data" / "calibration" / "measured_serving.csv"
+        if candidate.is_file():
+            return candidate
+    return here.parents[3] / "shared" / "data" / "calibration" / "measured_serving.csv"
+
+
+def _num(frame: pd.DataFrame, column: str, default: float = 1.0) -> pd.Series:
+    values = pd.to_numeric(frame.get(column, pd.Series(np.nan, index=frame.index)), errors="coerce")
+    return values.where(values >= 1, default)
+
+
+def _concurrency(frame: pd.DataFrame) -> pd.Series:
+    """Total concurrent requests: the derived column for agg rows, the source note for disagg rows."""
+    from_source = frame["silicon_data_source"].astype(str).str.extract(r"silicon_concurrency=(\d+)")[0]
+    from_source = pd.to_numeric(from_source, errors="coerce")
+    derived = pd.to_numeric(frame.get("derived_total_concurrency"), errors="coerce")
+    return derived.fillna(from_source)
+
+
+def load(path: str | Path | None = None) -> pd.DataFrame:
+    """Measured points as a DataFrame of flat configurations (one row per measured point that perfkit can
+    express), with columns ``measured_ttft_ms``, ``measured_tpot_ms``, ``mode``, ``concurrency``,
+    ``prefill_workers``, ``model_family``, ``backend``, ``system``, and a ``phase`` marker per layout."""
+    raw = pd.read_csv(path or default_csv())
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        from ..errors import PerfkitError
+
+        raise PerfkitError(f"measurements file lacks columns {missing}; it needs {list(REQUIRED_COLUMNS)}")
+    raw = raw[raw["system"].isin(SYSTEMS)].copy()
+    out = pd.DataFrame(index=raw.index)
+    out["id"] = raw.get("id", pd.Series(raw.index.astype(str), index=raw.index))
+    out["model_id"] = raw["model_path"].map(catalog.canonical_model_id)
+    out["hardware_config"] = raw["system"].map(SYSTEMS)
+    out["system"] = raw["system"]
+    out["backend"] = raw["backend"]
+    out["mode"] = raw["mode"]
+    out["model_family"] = out["model_id"].map(_family)
+    out["input_seq"] = raw["isl"].astype(int)
+    out["output_seq"] = raw["osl"].astype(int)
+    out["concurrency"] = _concurrency(raw)
+    gemm = raw["gemm_quant_mode"].map(QUANT).fillna("bf16")
+    moe = raw["moe_quant_mode"].map(QUANT).fillna(gemm)
+    out["gemm_dtype"] = gemm
+    out["moe_dtype"] = moe
+    out["measured_ttft_ms"] = raw["silicon_ttft_ms"].astype(float)
+    out["measured_tpot_ms"] = raw["silicon_tpot_ms"].astype(float)
+    # The layout of the worker that produces each figure: agg rows use one layout for both; disagg rows
+    # time the first token on a prefill worker and the next ones on a decode worker.
+    is_agg = raw["mode"].eq("agg")
+    for side, prefix in (("prefill", "prefill_"), ("decode", "decode_")):
+        cols = {k: np.where(is_agg, _num(raw, k), _num(raw, prefix + k))
+                for k in ("tp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "pp_size")}
+        batch = np.where(is_agg, _num(raw, "batch_size"), _num(raw, prefix + "batch_size"))
+        out[f"{side}_batch"] = batch * cols["attention_dp_size"]  # batch_size is per attention-DP rank
+        out[f"{side}_gpus"] = np.where(cols["attention_dp_size"] > 1, cols["attention_dp_size"] * np.where(
+            cols["tp_size"] > 1, cols["tp_size"], 1), cols["tp_size"])
+        out[f"{side}_attn_dp"] = cols["attention_dp_size"]
+        out[f"{side}_moe_tp"] = cols["moe_tp_size"]
+        out[f"{side}_moe_ep"] = cols["moe_ep_size"]
+        out[f"{side}_pp"] = cols["pp_size"]
+    out["prefill_workers"] = np.where(is_agg, 1, _num(raw, "prefill_num_workers"))
+    # A zero in a layout column (a handful of rows) leaves the layout undefined: such rows are not used.
+    layout_columns = [c for c in raw.columns if c.endswith(("tp_size", "dp_size", "ep_size"))]
+    out["layout_defined"] = ~(raw[layout_columns] == 0).any(axis=1).to_numpy()
+    out["decode_workers"] = np.where(is_agg, 1, _num(raw, "decode_num_workers"))
+    return out.reset_index(drop=True)
+
+
+def _family(model_id: str) -> str:
+    name = model_id.split("/")[-1]
+    match = re.match(r"([A-Za-z]+(?:-oss)?)[-_]?(\d+(?:\.\d+)?)?", name)
+    return match.group(1).lower() if match else name.lower()

@@ -1,0 +1,106 @@
+"""Engine predictions for measured points: the raw engine figures behind each measured TTFT and TPOT.
+
+For each measured row this evaluates, with one engine call per (model, hardware) group and variant:
+``prefill_1_ms`` (one prompt alone on the prefill layout), ``prefill_b_ms`` (the prefill layout's whole batch),
+``decode_ms`` (one decode step of the decode layout's batch at the mean context), and whether the layout is
+valid for perfkit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog
+from ..dtypes import INDEX
+from ..engine import layout
+from ..engine.system import CONTINUOUS, evaluate
+
+
+def side_config(frame: pd.DataFrame, side: str, model, batch: np.ndarray) -> dict:
+    """Engine arrays for the prefill or decode layout of measured rows."""
+    gpus = frame[f"{side}_gpus"].to_numpy(float)
+    dp = frame[f"{side}_attn_dp"].to_numpy(float)
+    attn_tp = np.maximum(gpus / dp, 1)
+    if model.is_moe:
+        ffn_tp = frame[f"{side}_moe_tp"].to_numpy(float)
+        ep = frame[f"{side}_moe_ep"].to_numpy(float)
+    else:
+        ffn_tp, ep = attn_tp, np.ones_like(gpus)
+    sp = np.maximum(gpus / (ffn_tp * ep), 1)
+    gemm = frame["gemm_dtype"].map(INDEX).to_numpy()
+    moe = frame["moe_dtype"].map(INDEX).to_numpy()
+    ffn_dtype = moe if model.is_moe else gemm
+    # Checkpoints quantized only in their experts keep 16-bit or fp8 attention (DeepSeek-FP4 keeps fp8).
+    attn_dtype = np.where(gemm == INDEX["fp4"], INDEX["fp8"], gemm) if model.is_moe else gemm
+    # KV-cache format: TensorRT-LLM's quantized checkpoints cache K/V in fp8; vLLM and SGLang default to the
+    # activation format (16-bit) unless told otherwise.
+    quantized = np.isin(gemm, [INDEX["fp8"], INDEX["fp4"]]) & frame["backend"].eq("trtllm").to_numpy()
+    kv = np.where(quantized, INDEX["fp8"], INDEX["bf16"])
+    ones = np.ones_like(gpus, dtype=np.int64)
+    i = lambda x: np.asarray(np.rint(x), dtype=np.int64)  # noqa: E731
+    cfg = {
+        "batch_size": i(batch),
+        "input_seq": frame["input_seq"].to_numpy(np.int64),
+        "output_seq": frame["output_seq"].to_numpy(np.int64),
+        "pipeline_parallel": i(frame[f"{side}_pp"].to_numpy(float)),
+        "kv_dtype": kv,
+        "layers.attention.tensor_parallel": i(attn_tp),
+        "layers.attention.context_parallel": ones,
+        "layers.attention.sequence_parallel": ones,
+        "layers.attention.expert_parallel": ones,
+        "layers.attention.data_parallel": i(dp),
+        "layers.attention.dtype": attn_dtype,
+        "layers.feedforward.tensor_parallel": i(ffn_tp),
+        "layers.feedforward.context_parallel": ones,
+        "layers.feedforward.sequence_parallel": i(sp),
+        "layers.feedforward.expert_parallel": i(ep),
+        "layers.feedforward.data_parallel": ones,
+        "layers.feedforward.dtype": ffn_dtype,
+        "layers.embedding.tensor_parallel": i(attn_tp),
+        "layers.embedding.dtype": np.full_like(gemm, INDEX["bf16"]),
+        "layers.norm.dtype": np.full_like(gemm, INDEX["bf16"]),
+    }
+    for t in ("norm", "embedding"):
+        for d in layout.DEGREES:
+            cfg.setdefault(f"layers.{t}.{d}", ones)
+    return cfg
+
+
+def predict(measured: pd.DataFrame, hardware: dict | None = None, profiles: dict | None = None) -> pd.DataFrame:
+    """Predicted ``ttft_ms`` and ``tpot_ms`` for measured rows (columns ``predicted_ttft_ms``,
+    ``predicted_tpot_ms`` and ``valid``), one engine call per (model, hardware, backend) group and side.
+
+    ``agg`` rows are the engine's continuous mode at the measured concurrency. ``disagg`` rows combine the
+    engine's static figures of the two worker pools: TPOT is a decode worker's step; TTFT is a prefill worker's
+    pass plus the wait when the prefill pool, not the decode pool, limits the closed loop (the asymptotic bound
+    of mean-value analysis: ``concurrency x prefill time per request / workers - output_seq x TPOT``).
+    ``hardware`` and ``profiles`` override catalog entries by name (the fit evaluates candidates this way).
+    """
+    out = pd.DataFrame(index=measured.index, columns=["predicted_ttft_ms", "predicted_tpot_ms"], dtype=float)
+    out["valid"] = False
+    for (model_id, hw_name, backend, mode), rows in measured.groupby(
+            ["model_id", "hardware_config", "backend", "mode"]):
+        model = catalog.model_spec(model_id)
+        hw = (hardware or {}).get(hw_name) or catalog.hardware_spec(hw_name)
+        profile = (profiles or {}).get(backend) or catalog.serving_profile(
+            backend if backend in catalog.list_serving_engines() else "generic")
+        if mode == "agg":
+            cfg = side_config(rows, "decode", model, rows["decode_batch"].to_numpy(float))
+            cfg["serving_mode"] = np.int64(CONTINUOUS)
+            fig = evaluate(model, hw, cfg, profile)
+            ttft, tpot, code = fig["ttft_ms"], fig["tpot_ms"], fig["code"]
+        else:
+            pre_batch = rows["prefill_batch"].to_numpy(float)
+            pre = evaluate(model, hw, side_config(rows, "prefill", model, pre_batch), profile)
+            dec = evaluate(model, hw, side_config(rows, "decode", model, rows["decode_batch"].to_numpy(float)),
+                           profile)
+            tpot = dec["tpot_ms"]
+            per_request = pre["ttft_ms"] / pre_batch
+            demand = rows["concurrency"].to_numpy(float) * per_request / rows["prefill_workers"].to_numpy(float)
+            osl = rows["output_seq"].to_numpy(float)
+            ttft = pre["ttft_ms"] + np.maximum(0.0, demand - osl * tpot - pre["ttft_ms"])
+            code = pre["code"] | dec["code"]
+        out.loc[rows.index, "predicted_ttft_ms"] = ttft
+        out.loc[rows.index, "predicted_tpot_ms"] = tpot
+        out.loc[rows.index, "valid"] = ((code & layout.STRUCTURAL) == 0) & rows["layout_defined"].to_numpy(bool)
+    return out
