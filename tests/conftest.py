@@ -53,19 +53,3 @@ def seed_layer_request() -> dict:
 def seed_system_request() -> dict:
     """The seed's system-metrics request (a fresh copy per test)."""
     return copy.deepcopy(SEED_SYSTEM_REQUEST)
-
-
-def system_request(model_id: str, hardware: str, batch_size: int = 1, input_seq: int = 1024,
-                   output_seq: int = 128, **layers) -> dict:
-    """A system-metrics request; ``layers`` maps a layer type to its settings dict."""
-    body = {"model_id": model_id, "hardware_config": hardware, "batch_size": batch_size,
-            "input_seq": input_seq, "output_seq": output_seq}
-    if layers:
-        body["layers"] = layers
-    return body
-
-
-@pytest.fixture(scope="session")
-def make_system_request():
-    """The :func:`system_request` builder (session-scoped, so hypothesis tests may use it)."""
-    return system_request
