@@ -95,7 +95,8 @@ def layer_metrics(request: dict) -> dict:
     hw = catalog.hardware_spec(flat["hardware_config"])
     out = {k: (v.item() if isinstance(v, np.ndarray) else v)
            for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode).items()}
-    _raise_structural(model, hw, int(out["code"]), {**flat, **_chips(flat)})
+    # the request names this layer's settings without the "layers.<type>." prefix of the flat paths
+    _raise_structural(model, hw, int(out["code"]), {**flat, **_chips(flat)}, strip=f"layers.{layer_type}.")
     n = out["num_instances"]
     offered = layout.available_parallelism(model, layer_type)
     return {
@@ -133,10 +134,12 @@ def _chips(flat: dict) -> dict:
     return out
 
 
-def _raise_structural(model, hw, code: int, row: dict) -> None:
+def _raise_structural(model, hw, code: int, row: dict, strip: str = "") -> None:
     problems = layout.reasons(model, hw, code & layout.STRUCTURAL, row)
     if problems:
         field, message = problems[0]
+        if strip and field.startswith(strip):
+            field = field[len(strip):]
         raise PerfkitError(message, field=field)
 
 

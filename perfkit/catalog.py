@@ -145,15 +145,16 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 
 @cache
 def _hardware_root():
-    """The folder of hardware YAML files: ``perfkit.hardware`` when installed (setuptools maps the repo's
-    top-level ``hardware/`` onto it), else ``hardware/`` beside the package in a source checkout."""
-    try:
-        root = resources.files("perfkit.hardware")
-        if any(e.name.endswith(".yaml") for e in root.iterdir()):
-            return root
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
-    return Path(__file__).resolve().parent.parent / "hardware"
+    """The folder of hardware YAML files that ships with *this* copy of the package: ``perfkit/hardware``
+    in an installed wheel, ``hardware/`` beside the package in a source checkout, else the
+    ``perfkit.hardware`` resource (a zipped install). The checkout comes before the resource because an
+    editable install maps ``perfkit.hardware`` onto the checkout it was installed from, which need not be
+    the one imported (a second git worktree, say)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "hardware", here.parent / "hardware"):
+        if folder.is_dir() and any(folder.glob("*.yaml")):
+            return folder
+    return resources.files("perfkit.hardware")
 
 
 @cache

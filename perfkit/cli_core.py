@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from . import api, catalog
 from .errors import PerfkitError
@@ -31,10 +32,17 @@ def _print(obj) -> int:
 
 
 def _metrics(args) -> int:
-    text = sys.stdin.read() if args.request == "-" else open(args.request).read()
+    text = sys.stdin.read() if args.request == "-" else _read(args.request)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PerfkitError(f"request is not valid JSON: {exc}") from None
     is_layer = isinstance(body, dict) and "layer_type" in body
     return _print(api.layer_metrics(body) if is_layer else api.system_metrics(body))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PerfkitError(f"cannot read request file {path!r}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -34,12 +34,13 @@ PHASES = ("prefill", "decode")
 def check_fields(body: Any, required: tuple, optional: tuple, where: str = "") -> None:
     """The body is an object with every required field and no unknown one."""
     if not isinstance(body, Mapping):
-        raise PerfkitError(f"{where or 'the request body'} must be a JSON object, got {type(body).__name__}",
-                           field=where or None)
+        name = where.rstrip(".")
+        raise PerfkitError(f"{name or 'the request body'} must be a JSON object, got {type(body).__name__}",
+                           field=name or None)
     allowed = (*required, *optional)
     for key in body:
-        if key not in allowed:
-            raise PerfkitError(f"unknown field {where + key!r}; " + choices_text(key, allowed),
+        if key not in allowed:  # a Python caller may pass a key that is not a string
+            raise PerfkitError(f"unknown field {where + str(key)!r}; " + choices_text(key, allowed),
                                field=where + str(key))
     for key in required:
         if key not in body:
@@ -127,10 +128,13 @@ def layer_config(body: Any) -> tuple[dict, str, bool]:
             "seq_length": check_int(body["seq_length"], "seq_length", LIMITS["seq_length"]),
             "pipeline_parallel": check_int(body.get("pipeline_parallel", 1), "pipeline_parallel",
                                            LIMITS["degree"])}
-    for other in LAYER_TYPES:
-        flat.update(layer_settings(model, other, {}, f"layers.{other}."))
     settings = {k: body[k] for k in (*DEGREES, "dtype") if k in body}
-    flat.update(layer_settings(model, layer_type, settings, ""))
+    own = layer_settings(model, layer_type, settings, "")
+    for other in LAYER_TYPES:
+        # the other layer types do not enter this layer's figures; giving them its dtype keeps their
+        # default (gemma-2's fp32, say) from failing a request on a chip that lacks that format
+        flat.update(layer_settings(model, other, {"dtype": own[f"layers.{layer_type}.dtype"]}, f"layers.{other}."))
+    flat.update(own)
     flat["kv_dtype"] = check_choice(body.get("kv_dtype", flat["layers.attention.dtype"]), "kv_dtype", DTYPES)
     phase = check_choice(body.get("phase", "prefill"), "phase", PHASES)
     return flat, layer_type, phase == "decode"

@@ -172,6 +172,9 @@ class HardwareSpec:
 
 
 def _check_keys(data: Mapping, required: set, origin: str, optional: set = frozenset()) -> None:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{origin}: expected a mapping with keys {sorted(required | set(optional))}, "
+                        f"got {type(data).__name__}")
     keys = set(data)
     unknown = keys - required - set(optional)
     missing = required - keys
