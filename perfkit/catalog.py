@@ -150,6 +150,9 @@ def _hardware_root():
     ``perfkit.hardware`` resource (a zipped install). The checkout comes before the resource because an
     editable install maps ``perfkit.hardware`` onto the checkout it was installed from, which need not be
     the one imported (a second git worktree, say)."""
+    override = os.environ.get("PERFKIT_HARDWARE_DIR")
+    if override:  # a calibrated copy written by `perfkit calibrate --out-dir`
+        return Path(override)
     here = Path(__file__).resolve().parent
     for folder in (here / "hardware", here.parent / "hardware"):
         if folder.is_dir() and any(folder.glob("*.yaml")):
@@ -197,9 +200,15 @@ def _hardware_spec(name: str) -> HardwareSpec:
 
 
 @cache
+def _serving_root():
+    """``perfkit/serving``, or the folder named by ``PERFKIT_SERVING_DIR`` (a calibrated copy)."""
+    override = os.environ.get("PERFKIT_SERVING_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent / "serving"
+
+
+@cache
 def _profile_files() -> dict[str, str]:
-    folder = resources.files("perfkit.serving")
-    return {e.name[:-5]: e.name for e in folder.iterdir() if e.name.endswith(".yaml")}
+    return {e.name[:-5]: e.name for e in _serving_root().iterdir() if e.name.endswith(".yaml")}
 
 
 def list_serving_engines() -> list[str]:
@@ -218,5 +227,5 @@ def serving_profile(name: str = "generic") -> ServingProfile:
 @cache
 def _serving_profile(name: str) -> ServingProfile:
     filename = _profile_files()[name]
-    data = yaml.safe_load((resources.files("perfkit.serving") / filename).read_text())
-    return ServingProfile.from_dict(data, f"perfkit/serving/{filename}")
+    data = yaml.safe_load((_serving_root() / filename).read_text())
+    return ServingProfile.from_dict(data, f"serving/{filename}")

@@ -39,9 +39,8 @@ class ServingProfile:
 
     ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it).
     Under continuous batching each decode step also carries ``prefill_interference`` of the prefill work of
-    the requests that arrive meanwhile; a new request waits ``step_wait`` decode steps plus ``ramp`` of a
-    whole-batch prefill (arrival bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks
-    each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
+    the requests that arrive meanwhile; a new request waits ``ramp`` of a whole-batch prefill (arrival
+    bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
     engine takes ``memory_utilization`` of chip memory; what weights and one chunk's activations leave of it
     holds the KV cache of the running sequences. ``band`` holds quantiles of
     measured/predicted ratios from the fit, used for uncertainty bands.
@@ -53,7 +52,6 @@ class ServingProfile:
     sequence_overhead_s: float
     prefill_interference: float
     ramp: float
-    step_wait: float
     prefill_chunk_tokens: float
     request_overhead_s: float
     memory_utilization: float
@@ -67,7 +65,7 @@ class ServingProfile:
         data = dict(data)
         _check_keys(data, {f.name for f in fields(cls)}, origin)
         _check_keys(data["band"], set(cls.BAND_KEYS), origin)
-        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_interference", "ramp", "step_wait",
+        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_interference", "ramp",
                     "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
             data[key] = float(data[key])
             if data[key] < 0:

@@ -30,7 +30,6 @@ PROFILE_BOUNDS = {
     "sequence_overhead_s": (0.0, 5e-4),
     "prefill_interference": (0.0, 4.0),
     "ramp": (0.0, 1.0),
-    "step_wait": (0.0, 32.0),
     "prefill_chunk_tokens": (256.0, 65536.0),
     "request_overhead_s": (0.0, 0.5),
 }

@@ -148,8 +148,9 @@ def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):
     per_request_prefill = prefill_all_s / batch  # the batched cost of one prompt
     tpot = step["seconds"] + profile.prefill_interference * running / osl * per_request_prefill
     queue = (batch / running - 1.0) * (one["seconds"] + osl * tpot)  # waiting for a free slot
-    steps_waited = profile.step_wait + isl / profile.prefill_chunk_tokens
-    ttft = profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + steps_waited * step["seconds"] + queue
+    chunks = isl / profile.prefill_chunk_tokens  # each prompt chunk rides one decode step of the running batch
+    ttft = (profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + chunks * step["seconds"]
+            + queue)
     return ttft, tpot
 
 

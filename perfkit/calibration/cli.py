@@ -1,0 +1,78 @@
+"""``perfkit calibrate``: fit the engine to a measurements CSV and write the parameters (and the report)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit hardware efficiencies and serving profiles to measurements")
+    p.add_argument("--csv", help="measurements CSV in the aiconfigurator silicon layout "
+                                 "(default: ../shared/data/calibration/measured_serving.csv)")
+    p.add_argument("--holdout", default=None,
+                   help="comma-separated family:system groups kept out of the fit "
+                        "(default: the documented split in perfkit/calibration/split.py; '' holds out nothing)")
+    p.add_argument("--out-dir", default=None,
+                   help="write hardware/ and serving/ copies here (use them with PERFKIT_HARDWARE_DIR and "
+                        "PERFKIT_SERVING_DIR) instead of updating the package's files in place")
+    p.add_argument("--max-evals", type=int, default=60, help="least-squares function evaluations (default 60)")
+    p.add_argument("--report", default=None, help="also write the accuracy report (markdown) to this path")
+    p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("accuracy", help="accuracy of the shipped parameters against a measurements CSV")
+    p.add_argument("--csv", help="measurements CSV (default: the bundled reference data)")
+    p.add_argument("--report", default="benchmarks/ACCURACY.md", help="markdown output path")
+    p.set_defaults(func=_accuracy)
+
+
+def _calibrate(args) -> int:
+    from .. import catalog
+    from .fit import fit
+    from .measurements import load
+    from .params import update_hardware_text, write_profile
+    from .report import accuracy_markdown, evaluate_accuracy
+    from .split import HELD_OUT, held_out, parse_groups
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    groups = HELD_OUT if args.holdout is None else parse_groups(args.holdout)
+    measured = load(args.csv)
+    train = measured[~held_out(measured, groups)]
+    result = fit(train, max_nfev=args.max_evals)
+    source = (f"fitted by `perfkit calibrate` on {result.train_rows} agg points"
+              f" (held out: {', '.join(f'{f}:{s}' for f, s in groups) or 'none'})")
+    hw_root, serving_root = catalog._hardware_root(), catalog._serving_root()
+    if args.out_dir:
+        out = Path(args.out_dir)
+        (out / "hardware").mkdir(parents=True, exist_ok=True)
+        (out / "serving").mkdir(parents=True, exist_ok=True)
+        for f in Path(hw_root).glob("*.yaml"):
+            shutil.copy(f, out / "hardware" / f.name)
+        for f in Path(serving_root).glob("*.yaml"):
+            shutil.copy(f, out / "serving" / f.name)
+        hw_root, serving_root = out / "hardware", out / "serving"
+    for name, spec in result.hardware.items():
+        path = Path(hw_root) / f"{name}.yaml"
+        path.write_text(update_hardware_text(path.read_text(), spec, source))
+        print(f"wrote {path}")
+    for profile in result.profiles.values():
+        profile = dataclasses.replace(profile, source=source, description=f"{profile.name}, fitted")
+        print(f"wrote {write_profile(profile, serving_root)}")
+    if args.report:
+        frame = evaluate_accuracy(measured, result.hardware, result.profiles, groups)
+        command = "perfkit calibrate --report " + args.report
+        Path(args.report).write_text(accuracy_markdown(frame, command, f"Fit: {source}."))
+        print(f"wrote {args.report}")
+    return 0
+
+
+def _accuracy(args) -> int:
+    from .measurements import load
+    from .report import accuracy_markdown, evaluate_accuracy, summary
+
+    frame = evaluate_accuracy(load(args.csv))
+    Path(args.report).write_text(accuracy_markdown(frame, "perfkit accuracy --report " + args.report))
+    print({k: round(v, 1) for k, v in summary(frame).items()})
+    print(f"wrote {args.report}")
+    return 0

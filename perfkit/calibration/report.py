@@ -1,0 +1,101 @@
+"""Accuracy tables: median and p90 absolute percentage error of TTFT and TPOT, by group."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .measurements import load
+from .predict import predict
+from .split import HELD_OUT, held_out
+
+TARGETS = {"tpot_median": 15.0, "ttft_median": 25.0, "p90": 40.0}
+
+
+def evaluate_accuracy(measured: pd.DataFrame | None = None, hardware=None, profiles=None, groups=HELD_OUT):
+    """Measured rows joined with predictions, absolute % errors and the ``split`` (train / held-out)."""
+    measured = load() if measured is None else measured
+    out = measured.join(predict(measured, hardware, profiles))
+    out = out[out["valid"].astype(bool)].copy()
+    out["split"] = np.where(held_out(out, groups), "held-out", "train")
+    for k in ("ttft", "tpot"):
+        out[f"{k}_error_pct"] = 100 * np.abs(out[f"predicted_{k}_ms"] / out[f"measured_{k}_ms"] - 1)
+    return out
+
+
+def error_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Points, median and p90 absolute % error of TTFT and TPOT per group."""
+    grouped = frame.groupby(by, observed=True)
+    table = pd.DataFrame({
+        "points": grouped.size(),
+        "TTFT median %": grouped["ttft_error_pct"].median(),
+        "TTFT p90 %": grouped["ttft_error_pct"].quantile(0.9),
+        "TPOT median %": grouped["tpot_error_pct"].median(),
+        "TPOT p90 %": grouped["tpot_error_pct"].quantile(0.9),
+    })
+    return table.round(1)
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    """Held-out agg errors against the targets."""
+    held = frame[(frame["split"] == "held-out") & (frame["mode"] == "agg")]
+    return {
+        "points": len(held),
+        "ttft_median": float(held["ttft_error_pct"].median()),
+        "ttft_p90": float(held["ttft_error_pct"].quantile(0.9)),
+        "tpot_median": float(held["tpot_error_pct"].median()),
+        "tpot_p90": float(held["tpot_error_pct"].quantile(0.9)),
+    }
+
+
+def _md(table: pd.DataFrame) -> str:
+    table = table.reset_index()
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> str:
+    s = summary(frame)
+
+    def verdict(value, target):
+        return f"{value:.1f}% ({'meets' if value <= target else 'misses'} the {target:.0f}% target)"
+
+    agg = frame[frame["mode"] == "agg"]
+    held = agg[agg["split"] == "held-out"]
+    parts = [
+        "# perfkit accuracy against measured serving points",
+        "",
+        f"Produced by `{command}` from `../shared/data/calibration/measured_serving.csv` (NVIDIA aiconfigurator "
+        "silicon data: TensorRT-LLM, vLLM, SGLang on H100, H200, B200, B300, GB200, GB300). Errors are absolute "
+        "percentage errors `|predicted / measured - 1|` of the mean TTFT and TPOT of each closed-loop benchmark "
+        "point. Predictions use the engine's `serving_mode: continuous` with the point's serving engine profile.",
+        "",
+        "**Split.** The fit never sees these whole (model family, system) groups: "
+        + ", ".join(f"{f} on {sy}" for f, sy in HELD_OUT)
+        + ". GB300 has no training rows at all: it runs on the Blackwell efficiencies fitted on B200/B300/GB200. "
+        "The fit uses aggregated (`agg`) points only; disaggregated (`disagg`) points are reported as a "
+        "supplement (TTFT there is dominated by prefill-pool queueing that the request format cannot describe).",
+        "",
+        "## Held-out aggregated points (the targets)",
+        "",
+        f"- points: {s['points']}",
+        f"- TPOT median absolute error: {verdict(s['tpot_median'], TARGETS['tpot_median'])}; "
+        f"p90 {verdict(s['tpot_p90'], TARGETS['p90'])}",
+        f"- TTFT median absolute error: {verdict(s['ttft_median'], TARGETS['ttft_median'])}; "
+        f"p90 {verdict(s['ttft_p90'], TARGETS['p90'])}",
+        "",
+    ]
+    if fit_note:
+        parts += [fit_note, ""]
+    parts += [
+        "## By split and mode", "", _md(error_table(frame, ["split", "mode"])), "",
+        "## Held-out agg points by hardware", "", _md(error_table(held, ["system"])), "",
+        "## Held-out agg points by model family", "", _md(error_table(held, ["model_family"])), "",
+        "## Held-out agg points by serving engine", "", _md(error_table(held, ["backend"])), "",
+        "## All agg points by hardware, model family and engine", "",
+        _md(error_table(agg, ["split", "system", "model_family", "backend"])), "",
+        "## Disaggregated points (supplement) by hardware", "",
+        _md(error_table(frame[frame["mode"] == "disagg"], ["split", "system"])), "",
+    ]
+    return "\n".join(parts)
