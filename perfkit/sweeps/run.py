@@ -41,7 +41,8 @@ class Chunk:
 
 
 def is_layout(key: str) -> bool:
-    return key == "pipeline_parallel" or key.rsplit(".", 1)[-1] in layout.DEGREES
+    """Settings the engine's layout checks combine in place (degrees and dtypes): they need one shape."""
+    return key == "pipeline_parallel" or key.endswith("dtype") or key.rsplit(".", 1)[-1] in layout.DEGREES
 
 
 class Sweep:
@@ -105,7 +106,7 @@ class Sweep:
         m, h = chunk.pair
         lengths = self.lengths
         axis = self._split_axis(chunk)
-        shape = (chunk.hi - chunk.lo, *lengths[axis + 1:]) if lengths else ()
+        shape = (chunk.hi - chunk.lo, *lengths[axis + 1:]) if lengths else (1,)
         cfg = dict(self.base[m])
         index = []
         for j, values in enumerate(self.values):
@@ -118,7 +119,7 @@ class Sweep:
             index.append(idx)
             for key in self.targets[m][j]:
                 cfg[key] = values[idx]
-        # the engine stacks the layout settings to count chips: give them one common shape
+        # the engine stacks and combines the layout settings in place: give them one common shape
         keys = [key for key in cfg if is_layout(key)]
         common = np.broadcast_shapes(*(np.shape(cfg[key]) for key in keys))
         cfg.update({key: np.broadcast_to(cfg[key], common) for key in keys})

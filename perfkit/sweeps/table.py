@@ -30,6 +30,8 @@ class Labels:
     def encode(self, array: np.ndarray) -> np.ndarray:
         """Codes of a string array: one vectorized comparison per distinct string, not one lookup per row."""
         codes = np.full(array.shape, -1, dtype=np.int32)
+        for text in np.unique(array[:: max(1, array.size // 256)]):  # a sample finds the common strings
+            self.code(str(text))
         for code, text in enumerate(self.items):
             codes[array == text] = code
         missing = codes < 0
