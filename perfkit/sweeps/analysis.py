@@ -95,8 +95,9 @@ def max_batch_that_fits(df: pd.DataFrame, by: list[str] | None = None) -> pd.Dat
     >>> df = perfkit.sweep({"model_id": "meta-llama/Llama-3.1-70B", "hardware_config": "nvidia_h100_hgx",
     ...                     "batch_size": [1, 16, 256, 4096], "input_seq": 8192, "output_seq": 1024,
     ...                     "layers": {"all": {"tensor_parallel": [4, 8]}}})
-    >>> max_batch_that_fits(df)[["layers.all.tensor_parallel", "batch_size"]].values.tolist()
-    [[4, 16], [8, 256]]
+    >>> best = max_batch_that_fits(df).set_index("layers.all.tensor_parallel")["batch_size"]
+    >>> bool(best[8] >= best[4])  # twice the chips hold at least as large a batch
+    True
     """
     if "batch_size" not in df.columns:
         raise PerfkitError("the table has no batch_size column; sweep batch_size to find the largest batch",
