@@ -27,7 +27,7 @@ def _parts(spec, chunk_rows: int):
     checked = parse(spec)
     if isinstance(checked, Requests):
         for lo in range(0, checked.size, chunk_rows):
-            part = Requests(checked.flats[lo:lo + chunk_rows])
+            part = checked.part(lo, lo + chunk_rows)
             yield part, Chunk(offset=lo, rows=part.size, lo=0, hi=part.size)
         return
     for chunk in Sweep(checked).chunks(chunk_rows):

@@ -164,29 +164,24 @@ def grid(spec: Mapping) -> Grid:
 
 @dataclass(frozen=True)
 class Requests:
-    """An explicit list of checked configurations (flat, defaults resolved), in the caller's order."""
+    """An explicit list of checked configurations (flat, defaults resolved), in the caller's order.
+    ``names`` are the settings that differ between the requests (``model_id`` and ``hardware_config``
+    always): the table's axis columns, kept when the list is cut into parts."""
 
     flats: tuple[tuple[tuple[str, Any], ...], ...]
+    names: tuple[str, ...]
 
     @property
     def size(self) -> int:
         return len(self.flats)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The settings that differ between requests (``model_id`` and ``hardware_config`` always)."""
-        rows = [dict(f) for f in self.flats]
-        keys = list(dict.fromkeys(k for row in rows for k in row))
-        return tuple(k for k in keys if k in PAIR or len({row.get(k) for row in rows}) > 1)
+    def part(self, lo: int, hi: int) -> "Requests":
+        return Requests(self.flats[lo:hi], self.names)
 
     @property
     def fixed(self) -> tuple[tuple[str, Any], ...]:
         names = set(self.names)
         return tuple((k, v) for k, v in self.flats[0] if k not in names) if self.flats else ()
-
-    def request(self, values: Mapping[str, Any]) -> dict:
-        flat = {**dict(self.fixed), **{name: _scalar(values[name]) for name in self.names}}
-        return nest(catalog.model_spec(flat["model_id"]), flat)
 
 
 def requests(spec) -> Requests:
@@ -198,7 +193,10 @@ def requests(spec) -> Requests:
             flats.append(tuple(system_config(body).items()))
         except PerfkitError as exc:
             raise type(exc)(f"request {i}: {exc}", field=exc.field) from None
-    return Requests(tuple(flats))
+    rows = [dict(f) for f in flats]
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    names = tuple(k for k in keys if k in PAIR or len({row.get(k) for row in rows}) > 1)
+    return Requests(tuple(flats), names)
 
 
 def parse(spec) -> Grid | Requests:
