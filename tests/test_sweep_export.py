@@ -100,6 +100,8 @@ def test_cli_list_of_requests(tmp_path, capsys):
     (["--batch", "1,x"], "integers"),
     (["--layer", "attention=1"], "TYPE.SETTING"),
     (["--tp", "1,3", "--layer", "norm.tensor_parallel=2"], "does not offer"),
+    (["--dask", "local"], "give it with -o"),
+    (["--chunk-rows", "0"], "chunk_rows must be a positive integer"),
 ])
 def test_cli_bad_options_exit_2_with_a_message(argv, words, capsys):
     base = ["sweep", "--model", "meta-llama/Llama-3.1-8B", "--hardware", "nvidia_h100_hgx",

@@ -126,3 +126,8 @@ def test_bad_spec_and_chunk_rows():
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(f"perfkit.sweeps.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_progress_bar_does_not_change_the_table():
+    spec = grid(batch_size=[1, 2, 4], layers={"all": {"tensor_parallel": [1, 2]}})
+    assert perfkit.sweep(spec, progress=True, chunk_rows=2).equals(perfkit.sweep(spec))

@@ -48,28 +48,31 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _values(text: str, field: str):
+def _values(option: str, text: str, field: str):
+    """``1,2,4`` -> ``[1, 2, 4]`` (an axis); one value stays a scalar (a fixed setting)."""
     items = [v.strip() for v in text.split(",") if v.strip()]
     if not items:
-        raise PerfkitError(f"{field}: no values in {text!r}", field=field)
+        raise PerfkitError(f"{option}: no values in {text!r}", field=field)
     if field.rsplit(".", 1)[-1] not in TEXT:
         try:
             items = [int(v) for v in items]
         except ValueError:
-            raise PerfkitError(f"{field} takes integers separated by commas, got {text!r}", field=field) from None
+            raise PerfkitError(f"{option} ({field}) takes integers separated by commas, got {text!r}",
+                               field=field) from None
     return items[0] if len(items) == 1 else items
 
 
 def build_spec(args):
     """The grid (or list of requests) the options describe."""
     spec = _load(args.grid) if args.grid else {}
-    options = {f: args.__dict__[o] for o, f in FIELDS.items() if args.__dict__[o] is not None}
-    options.update({f"layers.all.{s}": args.__dict__[o] for o, s in ALL_LAYERS.items() if args.__dict__[o] is not None})
+    given = vars(args)
+    options = {f: ("--" + o.replace("_", "-"), given[o]) for o, f in FIELDS.items() if given[o] is not None}
+    options.update({f"layers.all.{s}": ("--" + o, given[o]) for o, s in ALL_LAYERS.items() if given[o] is not None})
     for item in args.layer:
         path, _, text = item.partition("=")
         if not text or path.count(".") != 1:
             raise PerfkitError(f"--layer takes TYPE.SETTING=V[,V...], got {item!r}", field="layers")
-        options["layers." + path] = text
+        options["layers." + path] = ("--layer " + path, text)
     if isinstance(spec, list):
         if options:
             raise PerfkitError("a list of requests takes no axis options; put the settings in the requests",
@@ -78,8 +81,8 @@ def build_spec(args):
     if not isinstance(spec, dict):
         raise PerfkitError(f"{args.grid}: a grid file holds an object or a list, got {type(spec).__name__}",
                            field=None)
-    for path, text in options.items():
-        value = _values(text, path)
+    for path, (option, text) in options.items():
+        value = _values(option, text, path)
         if path.startswith("layers."):
             _, layer_type, setting = path.split(".")
             spec.setdefault("layers", {}).setdefault(layer_type, {})[setting] = value
