@@ -94,8 +94,13 @@ def test_layouts_that_cannot_run_are_rows_with_reasons():
 @pytest.mark.parametrize("bad, field, words", [
     ({"batch_size": [1, 0]}, "batch_size", "between 1"),
     ({"batch_size": [1, 2.5]}, "batch_size", "positive integer"),
+    ({"batch_size": [1, True]}, "batch_size", "positive integer, got True"),
+    ({"pipeline_parallel": [1, 0]}, "pipeline_parallel", "between 1"),
+    ({"kv_dtype": ["bf16", "fp12"]}, "kv_dtype", "fp16"),
     ({"batch_size": []}, "batch_size", "no values"),
     ({"batch_size": [2, 2]}, "batch_size", "twice"),
+    ({"batch_size": [1, [2]]}, "batch_size", "plain values"),
+    ({"model_id": [{"id": 1}]}, "model_id", "plain values"),
     ({"batch_sizes": [1]}, "batch_sizes", "did you mean 'batch_size'"),
     ({"model_id": ["meta-llama/Llama-3.1-8B", "nope/nope"]}, "model_id", "nope/nope"),
     ({"hardware_config": ["nvidia_h100_hgx", "nvidia_h1000"]}, "hardware_config", "nvidia_h1000"),

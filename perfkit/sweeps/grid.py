@@ -21,10 +21,13 @@ from .. import catalog
 from ..dtypes import INDEX
 from ..engine.layout import DEGREES, LAYER_TYPES, available_parallelism
 from ..errors import PerfkitError, choices_text
-from ..inputs import SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, system_config
+from ..inputs import LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, check_int, system_config
 
 ALL = "all"  # the layer key of a setting shared by every layer type that offers it
 PAIR = ("model_id", "hardware_config")
+#: Top-level integers checked on their own (their limits do not depend on the model).
+PLAIN = {"batch_size": LIMITS["batch_size"], "input_seq": LIMITS["input_seq"], "output_seq": LIMITS["output_seq"],
+         "pipeline_parallel": LIMITS["degree"]}
 #: Axes whose values never change which layouts can run (the reasons of a row name the layout only).
 WORKLOAD = ("batch_size", "input_seq", "output_seq")
 
@@ -84,9 +87,13 @@ def _values(path: str, value: Any) -> tuple | None:
             raise PerfkitError(f"{path} lists no values; give at least one", field=path)
         seen = set()
         for v in values:
-            if v in seen:
+            if isinstance(v, (list, tuple, dict, set)):
+                raise PerfkitError(f"{path} lists {v!r}; an axis holds plain values (numbers or names)",
+                                   field=path)
+            key = (type(v), v)  # True == 1, but True is no batch size: let the value check say so
+            if key in seen:
                 raise PerfkitError(f"{path} lists {v!r} twice; every value of an axis must be distinct", field=path)
-            seen.add(v)
+            seen.add(key)
         return values
     return None
 
@@ -153,11 +160,15 @@ def grid(spec: Mapping) -> Grid:
     for name, values in pair:
         for v in values:
             (catalog.model_spec if name == "model_id" else catalog.hardware_spec)(v)
+    for name, values in g.axes[2:]:  # numbers that mean the same for every model: checked once each
+        if name in PLAIN:
+            for v in values:
+                check_int(v, name, PLAIN[name])
     first = {name: values[0] for name, values in g.axes}
     for model_id in g.axes[0][1]:
         g.base(model_id)
         for name, values in g.axes[2:]:
-            for v in values[1:]:
+            for v in values[1:] if name not in PLAIN else ():
                 system_config(g.request(first | {"model_id": model_id, name: v}))
     return g
 

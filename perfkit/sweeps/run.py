@@ -105,7 +105,7 @@ class Sweep:
             return self._evaluate_requests(chunk)
         m, h = chunk.pair
         lengths = self.lengths
-        axis = self._split_axis(chunk)
+        axis = len(chunk.prefix)  # the axis the chunk takes a range of
         shape = (chunk.hi - chunk.lo, *lengths[axis + 1:]) if lengths else (1,)
         cfg = dict(self.base[m])
         index = []
@@ -135,9 +135,6 @@ class Sweep:
         workload = tuple(j - axis for j in range(axis, len(lengths)) if self.workload[j])
         self._figures(cols, out, shape, m, h, cfg, workload)
         return cols
-
-    def _split_axis(self, chunk: Chunk) -> int:
-        return len(chunk.prefix)
 
     # -- list of requests ------------------------------------------------------------------------------------
     def _init_requests(self, r: Requests) -> None:
