@@ -69,8 +69,8 @@ def nest(model, flat: Mapping[str, Any]) -> dict:
             body[path] = value
             continue
         keys = targets(model, flat, path)
-        setting = path.split(".")[2]
-        if (value != 1 and setting in DEGREES
+        _, layer_type, setting = path.split(".")
+        if (layer_type == ALL and value != 1 and setting in DEGREES
                 and not any(setting in available_parallelism(model, t) for t in LAYER_TYPES)):
             raise PerfkitError(f"{path}={value!r}: no layer of {model.name} offers {setting}", field=path)
         for key in keys:
@@ -81,7 +81,7 @@ def nest(model, flat: Mapping[str, Any]) -> dict:
 
 def _values(path: str, value: Any) -> tuple | None:
     """The values of an axis (``None`` for a fixed setting)."""
-    if isinstance(value, (list, tuple, range, np.ndarray)):
+    if isinstance(value, (list, tuple, range)) or (isinstance(value, np.ndarray) and value.ndim == 1):
         values = tuple(v.item() if isinstance(v, np.generic) else v for v in value)
         if not values:
             raise PerfkitError(f"{path} lists no values; give at least one", field=path)
@@ -152,7 +152,8 @@ def grid(spec: Mapping) -> Grid:
     for path, value in flat.items():
         values = _values(path, value)
         if values is None:
-            fixed[path] = value
+            fixed[path] = value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 \
+                else value
         else:
             axes[path] = values
     pair = [(name, axes.pop(name) if name in axes else (fixed.pop(name),)) for name in PAIR]
