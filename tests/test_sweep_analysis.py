@@ -97,7 +97,8 @@ def test_table_slices_by_named_axes_with_xarray(df):
     data = df.set_index(df.attrs["axes"]).to_xarray()
     assert isinstance(data, xr.Dataset)
     assert dict(data.sizes) == {name: len(values) for name, values in
-                                [("model_id", [0]), ("hardware_config", [0]), ("batch_size", GRID["batch_size"]),
+                                [("model_id", [0]), ("hardware_config", [0]), ("serving_engine", [0]),
+                                 ("batch_size", GRID["batch_size"]),
                                  ("input_seq", [0, 0]), ("pipeline_parallel", [0, 0]),
                                  ("layers.all.tensor_parallel", [0] * 5),
                                  ("layers.attention.context_parallel", [0, 0])]}

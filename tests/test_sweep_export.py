@@ -82,7 +82,7 @@ def test_cli_grid_file_with_overrides_writes_csv_to_stdout(tmp_path, capsys):
                     "layers:\n  attention:\n    tensor_parallel: [1, 2]\n")
     assert main(["sweep", str(grid), "--batch", "4,8,16", "--no-progress"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("model_id,hardware_config,batch_size,layers.attention.tensor_parallel,ttft_ms")
+    assert lines[0].startswith("model_id,hardware_config,serving_engine,batch_size,layers.attention.tensor_parallel,ttft_ms")
     assert len(lines) == 1 + 3 * 2
 
 

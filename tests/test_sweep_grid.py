@@ -28,8 +28,9 @@ def test_axes_are_the_cartesian_product_in_c_order():
     df = perfkit.sweep(grid(batch_size=[1, 2, 4], input_seq=[128, 256],
                             layers={"attention": {"tensor_parallel": [1, 2]}}))
     assert len(df) == 12
-    assert df.attrs["axes"] == ["model_id", "hardware_config", "batch_size", "input_seq",
+    assert df.attrs["axes"] == ["model_id", "hardware_config", "serving_engine", "batch_size", "input_seq",
                                 "layers.attention.tensor_parallel"]
+    assert (df["serving_engine"] == "generic").all()  # the engine profile a single request gets by default
     assert df["batch_size"].tolist() == [1] * 4 + [2] * 4 + [4] * 4  # the first axis varies slowest
     assert df["layers.attention.tensor_parallel"].tolist() == [1, 2] * 6
     assert df.set_index(df.attrs["axes"]).index.is_unique
@@ -97,6 +98,9 @@ def test_layouts_that_cannot_run_are_rows_with_reasons():
     ({"batch_size": [1, True]}, "batch_size", "positive integer, got True"),
     ({"pipeline_parallel": [1, 0]}, "pipeline_parallel", "between 1"),
     ({"kv_dtype": ["bf16", "fp12"]}, "kv_dtype", "fp16"),
+    ({"serving_engine": ["vllm", "vlm"]}, "serving_engine", "did you mean 'vllm'"),
+    ({"serving_mode": ["static", "dynamic"]}, "serving_mode", "continuous"),
+    ({"uncertainty": [True, False]}, "uncertainty", "not an axis"),
     ({"batch_size": []}, "batch_size", "no values"),
     ({"batch_size": [2, 2]}, "batch_size", "twice"),
     ({"batch_size": [1, [2]]}, "batch_size", "plain values"),

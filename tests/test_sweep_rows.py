@@ -22,7 +22,7 @@ GRIDS = [
     {"model_id": ["meta-llama/Llama-3.1-70B", "Qwen/Qwen3-32B", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"],
      "hardware_config": ["nvidia_h100_hgx", "nvidia_a100_hgx", "google_tpu_v5e_pod"],
      "batch_size": [1, 7, 64, 512], "input_seq": [128, 4096, 32768], "output_seq": [1, 256, 2048],
-     "pipeline_parallel": [1, 2, 3],
+     "pipeline_parallel": [1, 2, 3], "serving_mode": ["static", "continuous"],
      "layers": {"attention": {"tensor_parallel": [1, 2, 4, 6, 8], "context_parallel": [1, 2],
                               "dtype": ["bf16", "fp8"]},
                 "feedforward": {"tensor_parallel": [1, 4, 8, 16]},
@@ -30,7 +30,7 @@ GRIDS = [
     {"model_id": ["deepseek-ai/DeepSeek-V3", "mistralai/Mixtral-8x7B-v0.1", "openai/gpt-oss-120b"],
      "hardware_config": ["nvidia_nvl72_rack", "nvidia_gb200_single", "amd_mi300x_platform"],
      "batch_size": [1, 32, 256], "input_seq": [512, 8192], "output_seq": [64, 1024],
-     "kv_dtype": ["bf16", "fp8"],
+     "kv_dtype": ["bf16", "fp8"], "serving_engine": ["generic", "vllm"], "serving_mode": "continuous",
      "layers": {"all": {"tensor_parallel": [1, 2, 4, 8, 16]},
                 "feedforward": {"expert_parallel": [1, 2, 8, 32], "dtype": ["fp8", "fp4", "bf16"]},
                 "norm": {"sequence_parallel": [1, 2]}}},
@@ -61,7 +61,7 @@ def test_random_rows_equal_system_metrics(grid):
     compared = 0
     for i in picks:
         row = df.iloc[i]
-        request = request_of(df, df.index[i])
+        request = {**request_of(df, df.index[i]), "uncertainty": True}  # the bands are figures too
         try:
             answer = _leaves(perfkit.system_metrics(request))
         except perfkit.PerfkitError as exc:  # a layout that cannot run: the row says why
@@ -79,6 +79,7 @@ def test_random_rows_equal_system_metrics(grid):
                 assert row[name] == pytest.approx(answer[name], rel=1e-9, abs=1e-12), name
         compared += 1
     assert compared >= 20
+    assert {"ttft_ms_p10", "tpot_ms_p90"} <= set(figures)
 
 
 def test_every_engine_figure_is_a_column():
@@ -86,10 +87,10 @@ def test_every_engine_figure_is_a_column():
             "batch_size": 4, "input_seq": 512, "output_seq": 64}
     flat = system_config(grid)
     keys = evaluate(catalog.model_spec(flat["model_id"]), catalog.hardware_spec(flat["hardware_config"]),
-                    to_arrays(flat)).keys()
+                    to_arrays(flat), catalog.serving_profile(flat["serving_engine"])).keys()
     df = perfkit.sweep(grid)
     assert set(keys) - {"code"} == set(_figures(df))
-    assert list(df.columns[:2]) == ["model_id", "hardware_config"]
+    assert list(df.columns[:3]) == ["model_id", "hardware_config", "serving_engine"]
     assert list(df.columns[-2:]) == ["valid", "reason"]
 
 

@@ -20,23 +20,23 @@ def sweep(spec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = False)
     ``layers.all.<degree or dtype>`` is one axis shared by every layer type that offers it). A list of
     requests is evaluated as given, in order.
 
-    Columns: the axes, named by their request path (``model_id``, ``hardware_config``, ``batch_size``,
-    ``layers.attention.tensor_parallel``, ...), then every figure of the system-metrics response under its
+    Columns: the axes, named by their request path (``model_id``, ``hardware_config``, ``serving_engine``
+    (always), ``batch_size``, ``layers.attention.tensor_parallel``, ...), then every figure of the system-metrics response under its
     leaf name (``ttft_ms`` ... ``fits_on_hardware``, ``num_nodes``), then ``valid`` and ``reason``. A
     configuration that cannot run is a row with ``valid == False`` and a ``reason``; a malformed grid (an
     unknown field, a degree a layer does not offer) raises :class:`PerfkitError`. Each row equals
     ``perfkit.system_metrics(perfkit.sweeps.request_of(df, i))``. ``df.attrs["axes"]`` names the axes, so
     ``df.set_index(df.attrs["axes"]).to_xarray()`` gives an array with one dimension per axis.
 
-    The grid is evaluated in chunks of ``chunk_rows`` rows, one engine call per chunk and (model, hardware)
-    pair; ``progress=True`` shows a tqdm bar once the sweep has run for half a second.
+    The grid is evaluated in chunks of ``chunk_rows`` rows, one engine call per chunk and (model, hardware,
+    serving engine); ``progress=True`` shows a tqdm bar once the sweep has run for half a second.
 
     >>> import perfkit
     >>> df = perfkit.sweep({"model_id": "meta-llama/Llama-3.1-70B", "hardware_config": "nvidia_nvl72_rack",
     ...                     "batch_size": [1, 64], "input_seq": 4096, "output_seq": 512,
     ...                     "layers": {"all": {"tensor_parallel": [1, 2, 4, 8]}}})
     >>> len(df), df.attrs["axes"]
-    (8, ['model_id', 'hardware_config', 'batch_size', 'layers.all.tensor_parallel'])
+    (8, ['model_id', 'hardware_config', 'serving_engine', 'batch_size', 'layers.all.tensor_parallel'])
     >>> bool(df.loc[df["layers.all.tensor_parallel"] == 1, "fits_on_hardware"].iloc[0])
     True
     """

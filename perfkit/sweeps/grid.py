@@ -18,13 +18,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import catalog
-from ..dtypes import INDEX
 from ..engine.layout import DEGREES, LAYER_TYPES, available_parallelism
 from ..errors import PerfkitError, choices_text
-from ..inputs import LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, check_int, system_config
+from ..inputs import LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, check_int, system_config, to_arrays
 
 ALL = "all"  # the layer key of a setting shared by every layer type that offers it
-PAIR = ("model_id", "hardware_config")
+#: Settings that pick what the engine is called with (not arrays): always the first axes, in this order.
+GROUP = ("model_id", "hardware_config", "serving_engine")
 #: Top-level integers checked on their own (their limits do not depend on the model).
 PLAIN = {"batch_size": LIMITS["batch_size"], "input_seq": LIMITS["input_seq"], "output_seq": LIMITS["output_seq"],
          "pipeline_parallel": LIMITS["degree"]}
@@ -100,8 +100,8 @@ def _values(path: str, value: Any) -> tuple | None:
 
 @dataclass(frozen=True)
 class Grid:
-    """The Cartesian product of ``axes`` with every other setting ``fixed``; ``model_id`` and
-    ``hardware_config`` are always the first two axes (of length one when fixed)."""
+    """The Cartesian product of ``axes`` with every other setting ``fixed``; ``model_id``,
+    ``hardware_config`` and ``serving_engine`` are always the first three axes (of length one when fixed)."""
 
     axes: tuple[tuple[str, tuple], ...]
     fixed: tuple[tuple[str, Any], ...]
@@ -128,11 +128,11 @@ class Grid:
         return system_config(self.request({name: values[0] for name, values in self.axes} | {"model_id": model_id}))
 
     def targets(self, model_id: str) -> list[tuple[str, ...]]:
-        """For each value axis (after the pair), the engine settings it drives for ``model_id``."""
+        """For each value axis (after the group axes), the engine settings it drives for ``model_id``."""
         model = catalog.model_spec(model_id)
         paths = {**dict(self.fixed), **dict(self.axes)}
         out = []
-        for name, _ in self.axes[2:]:
+        for name, _ in self.axes[len(GROUP):]:
             keys = targets(model, paths, name)
             # an unset kv_dtype follows the attention dtype, row by row
             if "layers.attention.dtype" in keys and "kv_dtype" not in paths:
@@ -156,19 +156,28 @@ def grid(spec: Mapping) -> Grid:
                 else value
         else:
             axes[path] = values
-    pair = [(name, axes.pop(name) if name in axes else (fixed.pop(name),)) for name in PAIR]
-    g = Grid(axes=(*pair, *axes.items()), fixed=tuple(fixed.items()))
-    for name, values in pair:
+    if "uncertainty" in axes:
+        raise PerfkitError("uncertainty is not an axis: a sweep always has the ttft/tpot p10 and p90 columns",
+                           field="uncertainty")
+    groups = [(name, axes.pop(name) if name in axes else (fixed.pop(name),))
+              for name in GROUP if name in axes or name in fixed]
+    g = Grid(axes=(*groups, *axes.items()), fixed=tuple(fixed.items()))
+    if len(groups) < len(GROUP):  # the serving engine a single request gets by default
+        default = g.base(groups[0][1][0])["serving_engine"]
+        g = Grid(axes=(*groups, ("serving_engine", (default,)), *axes.items()), fixed=g.fixed)
+    load = {"model_id": catalog.model_spec, "hardware_config": catalog.hardware_spec,
+            "serving_engine": catalog.serving_profile}
+    for name, values in g.axes[:len(GROUP)]:
         for v in values:
-            (catalog.model_spec if name == "model_id" else catalog.hardware_spec)(v)
-    for name, values in g.axes[2:]:  # numbers that mean the same for every model: checked once each
+            load[name](v)
+    for name, values in g.axes[len(GROUP):]:  # numbers that mean the same for every model: checked once each
         if name in PLAIN:
             for v in values:
                 check_int(v, name, PLAIN[name])
     first = {name: values[0] for name, values in g.axes}
     for model_id in g.axes[0][1]:
         g.base(model_id)
-        for name, values in g.axes[2:]:
+        for name, values in g.axes[len(GROUP):]:
             for v in values[1:] if name not in PLAIN else ():
                 system_config(g.request(first | {"model_id": model_id, name: v}))
     return g
@@ -177,8 +186,7 @@ def grid(spec: Mapping) -> Grid:
 @dataclass(frozen=True)
 class Requests:
     """An explicit list of checked configurations (flat, defaults resolved), in the caller's order.
-    ``names`` are the settings that differ between the requests (``model_id`` and ``hardware_config``
-    always): the table's axis columns, kept when the list is cut into parts."""
+    ``names`` are the settings that differ between the requests (the :data:`GROUP` settings always): the table's axis columns, kept when the list is cut into parts."""
 
     flats: tuple[tuple[tuple[str, Any], ...], ...]
     names: tuple[str, ...]
@@ -207,7 +215,7 @@ def requests(spec) -> Requests:
             raise type(exc)(f"request {i}: {exc}", field=exc.field) from None
     rows = [dict(f) for f in flats]
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    names = tuple(k for k in keys if k in PAIR or len({row.get(k) for row in rows}) > 1)
+    names = tuple(k for k in keys if k in GROUP or len({row.get(k) for row in rows}) > 1)
     return Requests(tuple(flats), names)
 
 
@@ -223,5 +231,7 @@ def parse(spec) -> Grid | Requests:
                        f"got {type(spec).__name__}", field=None)
 
 
-def dtype_index(values: tuple) -> np.ndarray:
-    return np.array([INDEX[v] for v in values], dtype=np.int64)
+def engine_values(name: str, values) -> np.ndarray:
+    """An axis's values as the engine reads them (dtypes and serving modes as indices), via the same
+    encoding as a single request (:func:`perfkit.inputs.to_arrays`)."""
+    return np.array([to_arrays({name: v})[name] for v in values], dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Evaluating a sweep chunk by chunk: one engine call per chunk and (model, hardware) pair.
+"""Evaluating a sweep chunk by chunk: one engine call per chunk and (model, hardware, serving engine).
 
 A grid chunk is a block of the Cartesian product: fixed indices on the outer axes, a range of one axis, and
 all of the inner axes. It reaches the engine as broadcast arrays (each axis along its own dimension), so
@@ -17,7 +17,7 @@ from ..dtypes import DTYPES
 from ..engine import layout
 from ..engine.system import evaluate
 from ..inputs import to_arrays
-from .grid import PAIR, WORKLOAD, Grid, Requests, dtype_index
+from .grid import GROUP, WORKLOAD, Grid, Requests, engine_values
 from .table import Cat, Labels
 
 #: The seed's figures, in the seed's order; any other figure the engine returns follows them.
@@ -29,20 +29,33 @@ DEFAULT_CHUNK_ROWS = 1 << 18
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows ``offset .. offset + rows`` of a sweep. For a grid: the (model, hardware) ``pair``, the indices
-    ``prefix`` of the outer value axes and the range ``lo:hi`` of the next one; for a list: ``lo:hi``."""
+    """Rows ``offset .. offset + rows`` of a sweep. For a grid: the ``group`` (indices of the model, hardware
+    and serving engine), the indices ``prefix`` of the outer value axes and the range ``lo:hi`` of the next
+    one; for a list: ``lo:hi``."""
 
     offset: int
     rows: int
     lo: int
     hi: int
-    pair: tuple[int, int] = (0, 0)
+    group: tuple[int, int, int] = (0, 0, 0)
     prefix: tuple[int, ...] = ()
 
 
 def is_layout(key: str) -> bool:
     """Settings the engine's layout checks combine in place (degrees and dtypes): they need one shape."""
     return key == "pipeline_parallel" or key.endswith("dtype") or key.rsplit(".", 1)[-1] in layout.DEGREES
+
+
+def _share_shapes(cfg: dict) -> None:
+    """Give settings that the engine combines in place, or stacks, one common shape (not the whole
+    chunk's: what depends on few axes is still computed once). The layout settings are stacked to count
+    chips and or-ed into the check mask; the bottleneck's time shares do not see ``serving_mode``, so they
+    take its dimensions through ``output_seq``."""
+    for keys in ([key for key in cfg if is_layout(key)],
+                 ["output_seq", "serving_mode"] if np.size(cfg.get("serving_mode", 0)) > 1 else []):
+        if keys:
+            common = np.broadcast_shapes(*(np.shape(cfg[key]) for key in keys))
+            cfg.update({key: np.broadcast_to(cfg[key], common) for key in keys})
 
 
 class Sweep:
@@ -62,16 +75,16 @@ class Sweep:
 
     # -- grid ------------------------------------------------------------------------------------------------
     def _init_grid(self, g: Grid) -> None:
-        (_, models), (_, systems) = g.axes[:2]
+        (_, models), (_, systems), (_, engines) = g.axes[:len(GROUP)]
         self.models = [catalog.model_spec(m) for m in models]
         self.hardware = [catalog.hardware_spec(h) for h in systems]
+        self.profiles = [catalog.serving_profile(e) for e in engines]
         self.base = [to_arrays(g.base(m)) for m in models]
         self.targets = [g.targets(m) for m in models]
-        self.lengths = g.shape[2:]
+        self.lengths = g.shape[len(GROUP):]
         self.labels = [Labels(values) if isinstance(values[0], str) else None for _, values in g.axes]
-        self.values = [dtype_index(values) if name.endswith("dtype") else np.asarray(values, dtype=np.int64)
-                       for name, values in g.axes[2:]]
-        self.workload = [name in WORKLOAD for name, _ in g.axes[2:]]
+        self.values = [engine_values(name, values) for name, values in g.axes[len(GROUP):]]
+        self.workload = [name in WORKLOAD for name, _ in g.axes[len(GROUP):]]
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         """The chunk descriptors, in row order (each fewer than ``chunk_rows`` rows unless one row is more)."""
@@ -81,29 +94,30 @@ class Sweep:
                 yield Chunk(offset=lo, rows=hi - lo, lo=lo, hi=hi)
             return
         lengths = self.lengths
-        per_pair = int(np.prod(lengths, dtype=np.int64))
+        per_group = int(np.prod(lengths, dtype=np.int64))
+        groups = list(product(range(len(self.models)), range(len(self.hardware)), range(len(self.profiles))))
         if not lengths:
-            for i, pair in enumerate(product(range(len(self.models)), range(len(self.hardware)))):
-                yield Chunk(offset=i, rows=1, lo=0, hi=1, pair=pair)
+            for i, group in enumerate(groups):
+                yield Chunk(offset=i, rows=1, lo=0, hi=1, group=group)
             return
         # split on the outermost axis whose inner block still fits in a chunk
         split = next(s for s in range(len(lengths) + 1) if np.prod(lengths[s:], dtype=np.int64) <= chunk_rows)
         axis = max(split - 1, 0)
         inner = int(np.prod(lengths[axis + 1:], dtype=np.int64))
         step = max(1, min(lengths[axis], chunk_rows // inner))
-        for i, pair in enumerate(product(range(len(self.models)), range(len(self.hardware)))):
+        for i, group in enumerate(groups):
             for p, prefix in enumerate(np.ndindex(*lengths[:axis])):
                 for lo in range(0, lengths[axis], step):
                     hi = min(lo + step, lengths[axis])
-                    offset = i * per_pair + (p * lengths[axis] + lo) * inner
-                    yield Chunk(offset=offset, rows=(hi - lo) * inner, lo=lo, hi=hi, pair=pair,
+                    offset = i * per_group + (p * lengths[axis] + lo) * inner
+                    yield Chunk(offset=offset, rows=(hi - lo) * inner, lo=lo, hi=hi, group=group,
                                 prefix=tuple(int(x) for x in prefix))
 
     def evaluate(self, chunk: Chunk) -> dict:
         """The columns of one chunk: the axes, every figure, ``valid`` and ``reason``."""
         if isinstance(self.spec, Requests):
             return self._evaluate_requests(chunk)
-        m, h = chunk.pair
+        m, h, e = chunk.group
         lengths = self.lengths
         axis = len(chunk.prefix)  # the axis the chunk takes a range of
         shape = (chunk.hi - chunk.lo, *lengths[axis + 1:]) if lengths else (1,)
@@ -119,74 +133,69 @@ class Sweep:
             index.append(idx)
             for key in self.targets[m][j]:
                 cfg[key] = values[idx]
-        # the engine stacks and combines the layout settings in place: give them one common shape
-        keys = [key for key in cfg if is_layout(key)]
-        common = np.broadcast_shapes(*(np.shape(cfg[key]) for key in keys))
-        cfg.update({key: np.broadcast_to(cfg[key], common) for key in keys})
-        out = evaluate(self.models[m], self.hardware[h], cfg)
+        _share_shapes(cfg)
+        out = evaluate(self.models[m], self.hardware[h], cfg, self.profiles[e])
 
         n = chunk.rows
-        cols = {PAIR[0]: Cat(np.full(n, m, dtype=np.int32), self.labels[0]),
-                PAIR[1]: Cat(np.full(n, h, dtype=np.int32), self.labels[1])}
-        for j, ((name, values), idx) in enumerate(zip(self.spec.axes[2:], index)):
-            labels = self.labels[j + 2]
+        cols = {name: Cat(np.full(n, i, dtype=np.int32), self.labels[g])
+                for g, (name, i) in enumerate(zip(GROUP, chunk.group))}
+        for j, ((name, values), idx) in enumerate(zip(self.spec.axes[len(GROUP):], index)):
+            labels = self.labels[j + len(GROUP)]
             column = np.broadcast_to(idx if labels else np.asarray(values)[idx], shape).ravel()
             cols[name] = Cat(column.astype(np.int32), labels) if labels else column
         workload = tuple(j - axis for j in range(axis, len(lengths)) if self.workload[j])
-        self._figures(cols, out, shape, m, h, cfg, workload)
+        self._figures(cols, out, shape, self.models[m], self.hardware[h], cfg, workload)
         return cols
 
     # -- list of requests ------------------------------------------------------------------------------------
     def _init_requests(self, r: Requests) -> None:
         rows = [dict(flat) for flat in r.flats]
         self.names = r.names
-        self.pairs = sorted({(row["model_id"], row["hardware_config"]) for row in rows})
-        self.models = {m: catalog.model_spec(m) for m, _ in self.pairs}
-        self.hardware = {h: catalog.hardware_spec(h) for _, h in self.pairs}
-        self.pair_index = np.array([self.pairs.index((row["model_id"], row["hardware_config"])) for row in rows])
-        self.columns = {}  # every setting as an array over the requests (dtypes as indices)
-        self.labels = {}
+        keys = [tuple(row[k] for k in GROUP) for row in rows]
+        self.groups = sorted(set(keys))
+        self.group_index = np.array([self.groups.index(k) for k in keys]) if len(self.groups) > 1 \
+            else np.zeros(len(rows), dtype=np.int64)
+        self.engine_keys = set(to_arrays(rows[0]))  # what the engine reads (not the group, not uncertainty)
+        self.columns, self.labels, self.encoded = {}, {}, {}  # every setting as an array over the requests
         for key in rows[0]:
             values = [row[key] for row in rows]
             if isinstance(values[0], str):
                 self.labels[key] = Labels(dict.fromkeys(values))
                 self.columns[key] = self.labels[key].encode(np.asarray(values))
+                if key in self.engine_keys:
+                    self.encoded[key] = engine_values(key, self.labels[key].items)
             else:
                 self.columns[key] = np.asarray(values, dtype=np.int64)
 
     def _evaluate_requests(self, chunk: Chunk) -> dict:
         sl = slice(chunk.lo, chunk.hi)
-        n = chunk.rows
         cols = {}
         for name in self.names:
             values = self.columns[name][sl]
             cols[name] = Cat(values, self.labels[name]) if name in self.labels else values
-        pair_index = self.pair_index[sl]
-        parts = {}
-        for p in np.unique(pair_index):
-            rows = np.flatnonzero(pair_index == p)
-            cfg = {}
-            for key, values in self.columns.items():
-                if key in PAIR:
-                    continue
-                cfg[key] = dtype_index(self.labels[key].items)[values[sl][rows]] if key in self.labels \
-                    else values[sl][rows]
-            m, h = self.pairs[p]
+        group_index = self.group_index[sl]
+        parts = []
+        for g in np.unique(group_index):
+            rows = np.flatnonzero(group_index == g)
+            cfg = {key: self.columns[key][sl][rows] for key in self.engine_keys}
+            cfg.update({key: codes[cfg[key]] for key, codes in self.encoded.items()})
+            m, h, e = self.groups[g]
+            model, hw = catalog.model_spec(m), catalog.hardware_spec(h)
             part = {}
-            out = evaluate(self.models[m], self.hardware[h], cfg)
-            self._figures(part, out, (len(rows),), m, h, cfg, ())
-            parts[p] = (rows, part)
-        for rows, part in parts.values():
+            self._figures(part, evaluate(model, hw, cfg, catalog.serving_profile(e)), (len(rows),), model, hw,
+                          cfg, ())
+            parts.append((rows, part))
+        for rows, part in parts:  # each group's rows back to their places in the list
             for name, col in part.items():
                 values = col.codes if isinstance(col, Cat) else col
                 if name not in cols:
-                    empty = np.empty(n, dtype=values.dtype)
+                    empty = np.empty(chunk.rows, dtype=values.dtype)
                     cols[name] = Cat(empty, col.labels) if isinstance(col, Cat) else empty
                 (cols[name].codes if isinstance(col, Cat) else cols[name])[rows] = values
         return cols
 
     # -- figures, validity and reasons -----------------------------------------------------------------------
-    def _figures(self, cols: dict, out: dict, shape, m, h, cfg, workload) -> None:
+    def _figures(self, cols: dict, out: dict, shape, model, hw, cfg, workload) -> None:
         order = [k for k in FIRST if k in out] + [k for k in out if k not in FIRST and k != "code"]
         for key in order:
             column = np.broadcast_to(out[key], shape).ravel()
@@ -198,8 +207,6 @@ class Sweep:
         structural = np.broadcast_to(out["code"], shape) & layout.STRUCTURAL
         fits = np.broadcast_to(out["fits_on_hardware"], shape)
         cols["valid"] = ((structural == 0) & fits).ravel()
-        model = self.models[m]
-        hw = self.hardware[h]
         cols["reason"] = Cat(self._reasons(model, hw, cfg, structural, fits, workload).ravel(), self.reasons)
 
     def _reasons(self, model, hw, cfg, structural, fits, workload) -> np.ndarray:
