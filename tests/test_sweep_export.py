@@ -66,13 +66,15 @@ def test_cli_options_make_axes(tmp_path, capsys):
     code = main(["sweep", "--model", "meta-llama/Llama-3.1-70B", "--hardware", "nvidia_nvl72_rack",
                  "--tp", "1,2,4,8", "--batch", "1,8,64", "--input-seq", "1024,8192", "--output-seq", "256",
                  "--layer", "attention.context_parallel=1,2", "--dtype", "bf16,fp8", "-o", str(out),
+                 "--serving-engine", "vllm", "--serving-mode", "static,continuous",
                  "--pareto-png", str(png), "--no-progress"])
     assert code == 0
     df = pd.read_parquet(out)
-    assert len(df) == 4 * 3 * 2 * 2 * 2
+    assert len(df) == 4 * 3 * 2 * 2 * 2 * 2
+    assert set(df["serving_engine"]) == {"vllm"} and set(df["serving_mode"]) == {"static", "continuous"}
     assert {"layers.all.tensor_parallel", "layers.attention.context_parallel", "layers.all.dtype"} <= set(df)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "96 configurations" in capsys.readouterr().err
+    assert "192 configurations" in capsys.readouterr().err
 
 
 def test_cli_grid_file_with_overrides_writes_csv_to_stdout(tmp_path, capsys):
