@@ -87,7 +87,7 @@ class Sweep:
         self.workload = [name in WORKLOAD for name, _ in g.axes[len(GROUP):]]
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS):
-        """The chunk descriptors, in row order (each fewer than ``chunk_rows`` rows unless one row is more)."""
+        """The chunk descriptors, in row order, each of at most ``chunk_rows`` rows."""
         if isinstance(self.spec, Requests):
             for lo in range(0, self.size, chunk_rows):
                 hi = min(lo + chunk_rows, self.size)
