@@ -11,11 +11,13 @@
 from .api import layer_metrics, layers, system_metrics
 from .catalog import list_hardware, list_models
 from .errors import NotFoundError, PerfkitError
+from .sweeps import sweep
 
 __all__ = [
     "layers",
     "layer_metrics",
     "system_metrics",
+    "sweep",
     "list_models",
     "list_hardware",
     "PerfkitError",
