@@ -36,7 +36,9 @@ def serve(args) -> int:
         return 0
     from waitress import create_server
 
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="perfkit")
+    # waitress refuses absurd bodies itself; Flask answers the merely oversized ones with a JSON 413
+    server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="perfkit",
+                           max_request_body_size=16 * app.config["MAX_CONTENT_LENGTH"])
     log.info("perfkit API on http://%s:%s/ (%d threads)", *server.getsockname()[:2], args.threads)
     try:
         server.run()

@@ -199,6 +199,10 @@ def spec() -> dict:
                 (*POST_ERRORS, 409), body=_ref("LayerParallelismRequest"), deprecated=True)},
             "/config/layers": {"get": _op("Deprecated: the layers of the model loaded in this session",
                                           "SessionLayersResponse", (400, 404, 409), deprecated=True)},
+            "/openapi.json": {"get": {"summary": "This description (OpenAPI 3.1)", "responses": {
+                "200": {"description": "OK", "content": _json({"type": "object", "required": ["openapi"]})}}}},
+            "/": {"get": {"summary": "A page that links the endpoints", "responses": {
+                "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         },
         "components": {"schemas": _schemas()},
     }
