@@ -23,12 +23,14 @@ TINY = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 ROOT = Path(perfkit.__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def server():
+def _serve(*options: str, secret: str | None = "live-test"):
     """``perfkit serve --port 0`` in a subprocess; yields its base URL, then stops it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PERFKIT_SECRET_KEY": "live-test", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "perfkit.cli", "serve", "--port", "0", "--threads", "4",
-                             "--offline"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env.pop("PERFKIT_SECRET_KEY", None)
+    if secret:
+        env["PERFKIT_SECRET_KEY"] = secret
+    proc = subprocess.Popen([sys.executable, "-m", "perfkit.cli", "serve", "--port", "0", "--offline", *options],
+                            env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         base = None
         for line in proc.stderr:  # the log line that names the bound port
@@ -42,6 +44,11 @@ def server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from _serve("--threads", "4")
 
 
 def _wait_healthy(base: str) -> None:
@@ -109,6 +116,16 @@ def test_after_and_comparison_frontend_over_http(server):
     answers = [new.call("POST", "/config/system-metrics", c) for c in configs]
     assert [a[0] for a in answers] == [200, 200]
     assert [a[2] for a in answers] == [perfkit.system_metrics(c) for c in configs]
+
+
+def test_gunicorn_workers_share_the_session_key():
+    """With --workers 2 and no secret in the environment, every worker still reads every client's cookie."""
+    pytest.importorskip("gunicorn")
+    for base in _serve("--workers", "2", "--threads", "2", secret=None):
+        old = Frontend(base)
+        assert old.call("POST", "/config/load", {"model_id": TINY, "hardware_config": "nvidia_h100_hgx"})[0] == 200
+        statuses = {old.call("GET", "/config/layers")[0] for _ in range(20)}  # spread over both workers
+        assert statuses == {200}
 
 
 def test_bad_input_over_http_is_json(server):
