@@ -67,11 +67,26 @@ def client(host: str, port: int, body: bytes, stop: float, latencies: list, erro
     conn.close()
 
 
-def load(host: str, port: int, clients: int, seconds: float) -> dict:
+def server_cpu_s(proc: subprocess.Popen) -> float | None:
+    """CPU seconds used so far by the server and its worker processes (None without psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    root = psutil.Process(proc.pid)
+    total = 0.0
+    for p in (root, *root.children(recursive=True)):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def load(host: str, port: int, clients: int, seconds: float, proc: subprocess.Popen | None = None) -> dict:
     body = json.dumps(REQUEST).encode()
     lists = [[] for _ in range(clients)]
     errors: list = []
     client(host, port, body, time.perf_counter() + 1.0, [], errors)  # warm-up
+    cpu0 = server_cpu_s(proc) if proc else None
     stop = time.perf_counter() + seconds
     t0 = time.perf_counter()
     workers = [threading.Thread(target=client, args=(host, port, body, stop, lst, errors)) for lst in lists]
@@ -81,8 +96,11 @@ def load(host: str, port: int, clients: int, seconds: float) -> dict:
         w.join()
     elapsed = time.perf_counter() - t0
     lat = sorted(x for lst in lists for x in lst)
-    return {"requests": len(lat), "errors": len(errors), "requests_per_s": len(lat) / elapsed,
-            "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}
+    out = {"requests": len(lat), "errors": len(errors), "requests_per_s": len(lat) / elapsed,
+           "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}
+    if cpu0 is not None:  # CPU per request hardly depends on what else the machine runs
+        out["server_cpu_ms_per_request"] = (server_cpu_s(proc) - cpu0) * 1e3 / len(lat)
+    return out
 
 
 def main() -> None:
@@ -96,7 +114,7 @@ def main() -> None:
     print(f"in-process system_metrics: {in_process()}")
     proc, host, port = start_server(args.threads, args.workers)
     try:
-        result = load(host, port, args.clients, args.seconds)
+        result = load(host, port, args.clients, args.seconds, proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -33,6 +33,8 @@ def serve(args) -> int:
     from .app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns on every request that waits for a free thread: routine under load, noise in the log
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if args.threads < 1 or args.workers < 1 or not 0 <= args.port <= 65535:
         raise PerfkitError("--threads and --workers must be at least 1 and --port between 0 and 65535")
     if args.offline:
