@@ -247,6 +247,27 @@ def test_openapi_describes_every_route(app, client):
     assert deprecated == {"/config/load", "/config/layer-parallelism", "/config/layers"}
 
 
+def test_openapi_request_fields_are_the_checked_fields(client):
+    from perfkit import inputs
+
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    system = schemas["SystemMetricsRequest"]
+    assert set(system["properties"]) == {*inputs.SYSTEM_REQUIRED, *inputs.SYSTEM_OPTIONAL}
+    assert set(system["required"]) == set(inputs.SYSTEM_REQUIRED)
+    layer = schemas["LayerMetricsRequest"]
+    assert set(layer["properties"]) == {*inputs.LAYER_REQUIRED, *inputs.LAYER_OPTIONAL}
+    assert set(schemas["DeprecatedLayerMetricsRequest"]["properties"]) == set(layer["properties"]) - {"model_id"}
+
+
+def test_uncertainty_bands_are_described(client):
+    r = client.post("/config/system-metrics", json={**SEED_SYSTEM_REQUEST, "uncertainty": True})
+    assert r.status_code == 200
+    bands = r.json["uncertainty"]
+    assert bands["ttft_ms_p10"] <= r.json["ttft_ms"] <= bands["ttft_ms_p90"]
+    described = client.get("/openapi.json").json["components"]["schemas"]["SystemMetricsResponse"]
+    assert set(described["properties"]["uncertainty"]["required"]) == set(bands)
+
+
 def test_openapi_enums_follow_the_catalog(client):
     schemas = client.get("/openapi.json").json["components"]["schemas"]
     assert schemas["HardwareId"]["enum"] == perfkit.list_hardware()

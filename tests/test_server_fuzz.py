@@ -49,6 +49,8 @@ def from_schema(schema: dict) -> st.SearchStrategy:
         return st.integers(low, min(high, 8)) | st.integers(low, high)
     if schema.get("type") == "string":
         return st.text(max_size=20)
+    if schema.get("type") == "boolean":
+        return st.booleans()
     if schema.get("type") == "object":
         props = schema.get("properties", {})
         required = schema.get("required", [])

@@ -13,7 +13,8 @@ from flask import Blueprint, Response
 from .. import __version__, catalog
 from ..dtypes import DTYPES
 from ..engine.layout import DEGREES, LAYER_TYPES
-from ..inputs import LAYER_REQUIRED, LIMITS, PHASES
+from ..engine.system import SERVING_MODES
+from ..inputs import LAYER_OPTIONAL, LAYER_REQUIRED, LIMITS, PHASES, SYSTEM_OPTIONAL, SYSTEM_REQUIRED
 
 bp = Blueprint("docs", __name__)
 
@@ -43,12 +44,19 @@ def _numbers(*names: str) -> dict:
 def _schemas() -> dict:
     degree = {"type": "integer", "minimum": 1, "maximum": LIMITS["degree"]}
     settings = {**{d: _ref("Degree") for d in DEGREES}, "dtype": _ref("Dtype")}
-    layer_request = {
+    # Every request field perfkit.inputs accepts must have a schema here (a KeyError otherwise).
+    fields = {
         "model_id": _ref("ModelId"), "hardware_config": _ref("HardwareId"), "layer_type": _ref("LayerType"),
-        "batch_size": _size("batch_size"), "seq_length": _size("seq_length"), **settings,
-        "pipeline_parallel": _ref("Degree"), "kv_dtype": _ref("Dtype"),
-        "phase": {"type": "string", "enum": list(PHASES), "default": "prefill"},
+        "batch_size": _size("batch_size"), "seq_length": _size("seq_length"), "input_seq": _size("input_seq"),
+        "output_seq": _size("output_seq"), **settings, "pipeline_parallel": _ref("Degree"),
+        "kv_dtype": _ref("Dtype"), "phase": {"type": "string", "enum": list(PHASES), "default": "prefill"},
+        "layers": _obj({t: _ref("LayerSettings") for t in LAYER_TYPES}),
+        "serving_mode": {"type": "string", "enum": list(SERVING_MODES), "default": SERVING_MODES[0]},
+        "serving_engine": {"type": "string", "enum": catalog.list_serving_engines(), "default": "generic"},
+        "uncertainty": {"type": "boolean", "default": False,
+                        "description": "add p10/p90 bands of TTFT and TPOT to the response"},
     }
+    layer_request = {k: fields[k] for k in (*LAYER_REQUIRED, *LAYER_OPTIONAL)}
     old_layer_request = {k: v for k, v in layer_request.items() if k != "model_id"}
     layer_entry = _obj({
         "type": _ref("LayerType"), "count": {"type": "integer", "minimum": 1},
@@ -95,12 +103,8 @@ def _schemas() -> dict:
             "phase": {"type": "string", "enum": list(PHASES)}, "time_per_instance_ms": {"type": "number"},
         }, ("layer_type", "num_instances", "num_chips", "parallelism", "memory", "compute", "bottleneck"),
             extra=True),
-        "SystemMetricsRequest": _obj({
-            "model_id": _ref("ModelId"), "hardware_config": _ref("HardwareId"),
-            "batch_size": _size("batch_size"), "input_seq": _size("input_seq"), "output_seq": _size("output_seq"),
-            "layers": _obj({t: _ref("LayerSettings") for t in LAYER_TYPES}),
-            "kv_dtype": _ref("Dtype"), "pipeline_parallel": _ref("Degree"),
-        }, ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")),
+        "SystemMetricsRequest": _obj({k: fields[k] for k in (*SYSTEM_REQUIRED, *SYSTEM_OPTIONAL)},
+                                     SYSTEM_REQUIRED),
         "SystemMetricsResponse": _obj({
             "ttft_ms": {"type": "number"}, "tpot_ms": {"type": "number"},
             "throughput_tokens_s": {"type": "number"}, "total_latency_ms": {"type": "number"},
@@ -112,6 +116,7 @@ def _schemas() -> dict:
                 "fits_on_hardware": {"type": "boolean"}, "num_nodes": {"type": "integer", "minimum": 1},
                 "notes": {"type": "array", "items": {"type": "string"}},
             }, ("num_chips", "bottleneck", "fits_on_hardware"), extra=True),
+            "uncertainty": _numbers("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90"),
         }, ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "memory", "system"), extra=True),
         "ModelsResponse": _obj({"models": {"type": "array", "items": model}}, ("models",)),
         "HardwareResponse": _obj({"hardware": {"type": "array", "items": summary}}, ("hardware",)),
