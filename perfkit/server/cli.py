@@ -83,6 +83,8 @@ def _gunicorn(app, args) -> None:
         def load_config(self):
             settings = {"bind": f"{args.host}:{args.port}", "workers": args.workers, "threads": args.threads,
                         "worker_class": "gthread", "preload_app": True, "when_ready": when_ready}
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 24 would open ~/.gunicorn/*.ctl
+                settings["control_socket_disable"] = True
             for key, value in settings.items():
                 self.cfg.set(key, value)
 
