@@ -1,7 +1,7 @@
 """The three responses of the stateless API as Python functions (one engine call each)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def system_metrics(request: dict) -> dict:
     profile = catalog.serving_profile(flat["serving_engine"])
     figures = evaluate(model, hw, to_arrays(flat), profile)
     out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in figures.items()}
-    _raise_structural(model, hw, int(out["code"]), {**flat, **out, **_chips(flat)})
+    _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
     return system_response(out, notes(model, hw, flat), uncertainty=flat["uncertainty"])
 
 
@@ -96,7 +96,8 @@ def layer_metrics(request: dict) -> dict:
     out = {k: (v.item() if isinstance(v, np.ndarray) else v)
            for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode).items()}
     # the request names this layer's settings without the "layers.<type>." prefix of the flat paths
-    _raise_structural(model, hw, int(out["code"]), {**flat, **_chips(flat)}, strip=f"layers.{layer_type}.")
+    _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **_chips(flat)},
+                      strip=f"layers.{layer_type}.")
     n = out["num_instances"]
     offered = layout.available_parallelism(model, layer_type)
     return {
@@ -134,8 +135,11 @@ def _chips(flat: dict) -> dict:
     return out
 
 
-def _raise_structural(model, hw, code: int, row: dict, strip: str = "") -> None:
-    problems = layout.reasons(model, hw, code & layout.STRUCTURAL, row)
+def _raise_structural(model, hw, code: int, row: Callable[[], dict], strip: str = "") -> None:
+    """Raise the first structural problem in ``code``; ``row()`` (built only then) holds its scalars."""
+    if not code & layout.STRUCTURAL:
+        return
+    problems = layout.reasons(model, hw, code & layout.STRUCTURAL, row())
     if problems:
         field, message = problems[0]
         if strip and field.startswith(strip):
