@@ -7,6 +7,7 @@ keys are errors, so a typo in a data file cannot silently become a default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, Mapping
 
 import numpy as np
@@ -142,7 +143,7 @@ class HardwareSpec:
         candidates = [c for c in (dtype, *COMPUTE_FALLBACK[dtype]) if self.peak_flops_per_s.get(c)]
         return max(candidates, key=lambda c: self.peak_flops_per_s[c], default=None)
 
-    @property
+    @cached_property
     def peak_by_dtype(self) -> np.ndarray:
         """Peak FLOP/s for each dtype of ``DTYPES`` after fallback (NaN where the chip cannot run it)."""
         out = np.full(len(DTYPES), np.nan)

@@ -7,6 +7,8 @@ sentences only for the rows that need one.
 """
 from __future__ import annotations
 
+from functools import reduce
+
 import numpy as np
 
 from ..dtypes import DTYPES
@@ -39,7 +41,7 @@ def layer_chips(cfg, layer_type: str) -> np.ndarray:
 
 def num_chips(cfg) -> np.ndarray:
     """The system's chips: the largest layer type's span (smaller ones are replicated to fill it)."""
-    return np.maximum.reduce([layer_chips(cfg, t) for t in LAYER_TYPES])
+    return reduce(np.maximum, [layer_chips(cfg, t) for t in LAYER_TYPES])
 
 
 def num_nodes(hw: HardwareSpec, chips: np.ndarray) -> np.ndarray:
@@ -70,22 +72,23 @@ def check(model: ModelSpec, hw: HardwareSpec, cfg) -> np.ndarray:
     code = np.where(model.num_heads % tp_a != 0, ATTN_TP_HEADS, 0)
     if not model.is_mla:
         kv = model.num_kv_heads
-        code |= np.where((kv % tp_a != 0) & (tp_a % kv != 0), ATTN_TP_KV, 0)
+        code = code | np.where((kv % tp_a != 0) & (tp_a % kv != 0), ATTN_TP_KV, 0)
     for width in _ffn_widths(model):
-        code |= np.where(width % tp_f != 0, FFN_TP, 0)
+        code = code | np.where(width % tp_f != 0, FFN_TP, 0)
     if model.is_moe:
-        code |= np.where(model.num_experts % cfg["layers.feedforward.expert_parallel"] != 0, FFN_EP, 0)
-    chips = num_chips(cfg)
-    for layer_type in LAYER_TYPES:
-        code |= np.where(chips % layer_chips(cfg, layer_type) != 0, CHIPS_DIVIDE, 0)
+        code = code | np.where(model.num_experts % cfg["layers.feedforward.expert_parallel"] != 0, FFN_EP, 0)
+    spans = [layer_chips(cfg, layer_type) for layer_type in LAYER_TYPES]
+    chips = reduce(np.maximum, spans)
+    for span in spans:
+        code = code | np.where(chips % span != 0, CHIPS_DIVIDE, 0)
     if hw.max_chips is not None:
-        code |= np.where(chips > hw.max_chips, MAX_CHIPS, 0)
+        code = code | np.where(chips > hw.max_chips, MAX_CHIPS, 0)
     if hw.scaleout_bytes_per_s is None:
-        code |= np.where(chips > hw.chips_per_node, NO_SCALEOUT, 0)
-    code |= np.where(cfg["pipeline_parallel"] > model.num_layers, PP_LAYERS, 0)
+        code = code | np.where(chips > hw.chips_per_node, NO_SCALEOUT, 0)
+    code = code | np.where(cfg["pipeline_parallel"] > model.num_layers, PP_LAYERS, 0)
     peaks = hw.peak_by_dtype
     for layer_type in LAYER_TYPES:
-        code |= np.where(np.isnan(peaks[cfg[f"layers.{layer_type}.dtype"]]), NO_DTYPE, 0)
+        code = code | np.where(np.isnan(peaks[cfg[f"layers.{layer_type}.dtype"]]), NO_DTYPE, 0)
     return code
 
 

@@ -20,6 +20,8 @@ in both modes.
 """
 from __future__ import annotations
 
+from functools import reduce
+
 import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
@@ -75,7 +77,7 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips) -> dict
         model_weights = model_weights + n * costs[layer_type].weight_bytes
     kv_instance = costs["attention"].kv_bytes
     per_chip_kv = np.ceil(model.num_layers / pp) * kv_instance
-    per_chip_act = np.maximum.reduce([costs[t].activation_bytes for t in layout.LAYER_TYPES])
+    per_chip_act = reduce(np.maximum, [costs[t].activation_bytes for t in layout.LAYER_TYPES])
     stage_chips = chips / pp  # chips of one pipeline stage: each holds 1/pp of the layers
     return {
         "weights": model_weights * stage_chips,
@@ -125,8 +127,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "hw_capacity_gb": np.full(shape, hw.memory_bytes / 1e9),
         "num_chips": np.broadcast_to(chips, shape),
         "num_nodes": np.broadcast_to(layout.num_nodes(hw, chips), shape),
-        "bottleneck": BOTTLENECKS[np.argmax(np.stack(np.broadcast_arrays(*totals)).reshape(3, -1), axis=0)
-                                  ].reshape(shape),
+        "bottleneck": _largest(*totals, shape=shape),
         "fits_on_hardware": np.broadcast_to(fits, shape),
         "ttft_ms_p10": ttft_ms * band["ttft_p10"],
         "ttft_ms_p90": ttft_ms * band["ttft_p90"],
@@ -134,6 +135,13 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "tpot_ms_p90": tpot_ms * band["tpot_p90"],
         "code": np.broadcast_to(code, shape),
     }
+
+
+def _largest(compute, memory, communication, shape) -> np.ndarray:
+    """Name of the largest of the three times (ties go to the earlier name)."""
+    index = np.where(memory > compute, np.where(communication > memory, 2, 1),
+                     np.where(communication > compute, 2, 0))
+    return BOTTLENECKS[np.broadcast_to(index, shape)]
 
 
 def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):

@@ -23,24 +23,28 @@ def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
     """Ring algorithms: ``2(n-1)`` steps for an all-reduce, ``n-1`` for the others, each paying the link
     latency; the bytes cross the slowest link the group spans."""
     n = c.group
+    if not np.any(n > 1):  # no group to talk to: the common case of a single request
+        return 0.0
     intra = c.span <= hw.chips_per_node
     e = hw.efficiency
-    out_bw = (hw.scaleout_bytes_per_s or np.nan) * e.scaleout
-    out_lat = hw.scaleout_latency_s if hw.scaleout_latency_s is not None else np.nan
-    bandwidth = np.where(intra, hw.scaleup_bytes_per_s * e.scaleup, out_bw)
-    latency = np.where(intra, hw.scaleup_latency_s, out_lat)
-    steps = (2 if c.kind == "allreduce" else 1) * (n - 1)
-    volume = {
-        "allreduce": 2 * (n - 1) / n * c.bytes,
-        "allgather": (n - 1) * c.bytes,
-        "alltoall": (n - 1) / n * c.bytes,
-        "ring": (n - 1) * c.bytes,
-    }[c.kind]
+    if np.all(intra):
+        bandwidth, latency = hw.scaleup_bytes_per_s * e.scaleup, hw.scaleup_latency_s
+    else:
+        out_bw = (hw.scaleout_bytes_per_s or np.nan) * e.scaleout
+        out_lat = hw.scaleout_latency_s if hw.scaleout_latency_s is not None else np.nan
+        bandwidth = np.where(intra, hw.scaleup_bytes_per_s * e.scaleup, out_bw)
+        latency = np.where(intra, hw.scaleup_latency_s, out_lat)
+    if c.kind == "allreduce":
+        steps, volume = 2 * (n - 1), 2 * (n - 1) / n * c.bytes
+    elif c.kind == "alltoall":
+        steps, volume = n - 1, (n - 1) / n * c.bytes
+    else:  # allgather and ring: n-1 passes of the whole payload
+        steps, volume = n - 1, (n - 1) * c.bytes
     return np.where(n > 1, steps * latency + volume / bandwidth, 0.0)
 
 
 def communication_seconds(hw: HardwareSpec, cost: LayerCost) -> np.ndarray:
-    total = np.zeros_like(cost.flops)
+    total = 0.0
     for c in cost.collectives:
         total = total + collective_seconds(hw, c)
     return total
