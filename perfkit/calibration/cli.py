@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--out-dir", default=None,
                    help="write hardware/ and serving/ copies here (use them with PERFKIT_HARDWARE_DIR and "
                         "PERFKIT_SERVING_DIR) instead of updating the package's files in place")
-    p.add_argument("--max-evals", type=int, default=60, help="least-squares function evaluations (default 60)")
+    p.add_argument("--max-evals", type=int, default=100, help="least-squares function evaluations (default 100)")
     p.add_argument("--report", default=None, help="also write the accuracy report (markdown) to this path")
     p.set_defaults(func=_calibrate)
 

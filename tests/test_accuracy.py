@@ -1,0 +1,147 @@
+"""Accuracy against the measured serving points (../shared/data/calibration/measured_serving.csv).
+
+The regression guard pins the held-out errors of the shipped parameters just above what
+benchmarks/ACCURACY.md reports, so a change that makes predictions worse fails CI. The issue's targets
+(median TPOT <= 15%, TTFT <= 25%) are not met yet: that test is a strict expected failure, which turns
+into a failure the day the targets are met, so that the guard gets tightened to them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from perfkit import catalog
+from perfkit.calibration import measurements, report, split
+from perfkit.calibration.fit import fit
+
+# Held-out agg errors of the shipped parameters, as benchmarks/ACCURACY.md reports them (17.7% / 53.1%),
+# plus 2 points of slack for numerical noise across machines.
+GUARD_TPOT_MEDIAN = 19.7
+GUARD_TTFT_MEDIAN = 55.1
+
+
+@pytest.fixture(scope="module")
+def measured():
+    path = measurements.default_csv()
+    assert path.is_file(), f"the measured points are missing: {path} (CI lays shared/ beside the clone)"
+    return measurements.load(path)
+
+
+@pytest.fixture(scope="module")
+def accuracy(measured):
+    return report.evaluate_accuracy(measured)
+
+
+def test_every_measured_system_maps_to_a_catalog_entry(measured):
+    assert set(measured["hardware_config"]) <= set(catalog.list_hardware())
+    assert set(measured["model_id"]) <= set(catalog.list_models())
+
+
+def test_held_out_groups_are_disjoint_from_training(accuracy):
+    held = accuracy[accuracy["split"] == "held-out"]
+    train = accuracy[accuracy["split"] == "train"]
+    held_groups = set(zip(held["model_family"], held["system"]))
+    assert held_groups == set(split.HELD_OUT)
+    assert not held_groups & set(zip(train["model_family"], train["system"]))
+
+
+def test_held_out_error_does_not_regress(accuracy):
+    s = report.summary(accuracy)
+    assert s["points"] > 500
+    assert s["tpot_median"] <= GUARD_TPOT_MEDIAN, s
+    assert s["ttft_median"] <= GUARD_TTFT_MEDIAN, s
+
+
+@pytest.mark.xfail(strict=True, reason="targets not met yet: see benchmarks/ACCURACY.md")
+def test_held_out_error_meets_the_targets(accuracy):
+    s = report.summary(accuracy)
+    assert s["tpot_median"] <= report.TARGETS["tpot_median"]
+    assert s["ttft_median"] <= report.TARGETS["ttft_median"]
+
+
+def test_predictions_track_measurements_in_order(accuracy):
+    """Across all agg points, predicted and measured TPOT rank alike (Spearman > 0.8)."""
+    agg = accuracy[accuracy["mode"] == "agg"]
+    ranks = agg[["predicted_tpot_ms", "measured_tpot_ms"]].rank()
+    assert np.corrcoef(ranks.T.to_numpy())[0, 1] > 0.8  # 0.83 with the shipped parameters
+
+
+def test_fit_is_deterministic_and_improves_on_priors(measured):
+    """A short fit on a small fixed subset: reproducible, within bounds, and better than its start."""
+    rows = measured[(measured["mode"] == "agg") & measured["model_id"].eq("meta-llama/Llama-3.1-70B")
+                    & measured["system"].eq("h200_sxm") & measured["backend"].eq("trtllm")]
+    first = fit(rows, max_nfev=6)
+    second = fit(rows, max_nfev=6)
+    hopper = first.hardware["nvidia_h200_hgx"].efficiency
+    assert hopper == second.hardware["nvidia_h200_hgx"].efficiency
+    assert first.hardware["nvidia_h100_hgx"].efficiency == hopper  # one architecture, one set of values
+    assert 0.3 <= hopper.hbm <= 1.0 and 1.0 <= hopper.matmul_half_tokens <= 64.0
+    band = first.profiles["trtllm"].band
+    assert band["tpot_p10"] <= 1.0 <= band["tpot_p90"]
+
+    def median_error(hardware, profiles):
+        frame = report.evaluate_accuracy(rows, hardware, profiles, groups=())
+        return frame["tpot_error_pct"].median() + frame["ttft_error_pct"].median()
+
+    priors = {n: dataclasses.replace(catalog.hardware_spec(n), efficiency=dataclasses.replace(
+        catalog.hardware_spec(n).efficiency, matmul_half_tokens=32.0, hbm=0.85, layer_overhead_s=1e-5))
+        for n in first.hardware}
+    assert median_error(first.hardware, first.profiles) < median_error(priors, None)
+
+
+def test_uncertainty_band_brackets_the_estimate():
+    from perfkit import system_metrics
+
+    body = system_metrics({"model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx",
+                           "batch_size": 16, "input_seq": 1024, "output_seq": 256, "serving_mode": "continuous",
+                           "serving_engine": "vllm", "uncertainty": True})
+    u = body["uncertainty"]
+    assert u["ttft_ms_p10"] < body["ttft_ms"] < u["ttft_ms_p90"]
+    assert u["tpot_ms_p10"] < body["tpot_ms"] < u["tpot_ms_p90"]
+    plain = system_metrics({"model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx",
+                            "batch_size": 16, "input_seq": 1024, "output_seq": 256})
+    assert "uncertainty" not in plain  # the seed's shape by default
+
+
+def test_continuous_batching_costs_more_than_a_static_step():
+    """Closed-loop TPOT carries arriving prefills, so it is never below the static decode step."""
+    from perfkit import system_metrics
+
+    base = {"model_id": "meta-llama/Llama-3.1-70B", "hardware_config": "nvidia_h200_hgx", "batch_size": 64,
+            "input_seq": 4096, "output_seq": 512, "serving_engine": "trtllm",
+            "layers": {t: {"tensor_parallel": 8, "dtype": "fp8"} for t in ("attention", "feedforward")}}
+    static = system_metrics(base)
+    continuous = system_metrics({**base, "serving_mode": "continuous"})
+    assert continuous["tpot_ms"] > static["tpot_ms"]
+    assert continuous["memory"] == static["memory"]
+
+
+def test_calibrate_cli_writes_loadable_parameters(tmp_path, monkeypatch, measured):
+    """`perfkit calibrate --out-dir` writes hardware and serving files that load as specs."""
+    from perfkit.cli import main
+
+    csv = tmp_path / "points.csv"
+    raw = __import__("pandas").read_csv(measurements.default_csv())
+    raw[(raw["mode"] == "agg") & raw["system"].eq("h100_sxm") & raw["backend"].eq("vllm")].head(40).to_csv(
+        csv, index=False)
+    out = tmp_path / "calibrated"
+    assert main(["calibrate", "--csv", str(csv), "--holdout", "", "--out-dir", str(out), "--max-evals", "3",
+                 "--report", str(tmp_path / "ACC.md")]) == 0
+    assert (tmp_path / "ACC.md").read_text().startswith("# perfkit accuracy")
+    monkeypatch.setenv("PERFKIT_HARDWARE_DIR", str(out / "hardware"))
+    monkeypatch.setenv("PERFKIT_SERVING_DIR", str(out / "serving"))
+    caches = [catalog._hardware_root, catalog._hardware_files, catalog._hardware_spec, catalog._serving_root,
+              catalog._profile_files, catalog._serving_profile]
+    for c in caches:
+        c.cache_clear()
+    try:
+        spec = catalog.hardware_spec("nvidia_h100_hgx")
+        assert "perfkit calibrate" in spec.efficiency.source
+        assert catalog.hardware_spec("nvidia_h200_hgx").efficiency == spec.efficiency
+        assert "perfkit calibrate" in catalog.serving_profile("vllm").source
+    finally:
+        monkeypatch.undo()
+        for c in caches:
+            c.cache_clear()
