@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from flask import Blueprint, g, session
 
 from .. import api, catalog
-from ..engine.layout import DEGREES, LAYER_TYPES
+from ..engine.layout import DEGREES
 from ..errors import PerfkitError
 from ..inputs import check_fields, check_layer_type
 from .bodies import json_body, query

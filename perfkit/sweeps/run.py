@@ -41,23 +41,6 @@ class Chunk:
     prefix: tuple[int, ...] = ()
 
 
-def is_layout(key: str) -> bool:
-    """Settings the engine's layout checks combine in place (degrees and dtypes): they need one shape."""
-    return key == "pipeline_parallel" or key.endswith("dtype") or key.rsplit(".", 1)[-1] in layout.DEGREES
-
-
-def _share_shapes(cfg: dict) -> None:
-    """Give settings that the engine combines in place, or stacks, one common shape (not the whole
-    chunk's: what depends on few axes is still computed once). The layout settings are stacked to count
-    chips and or-ed into the check mask; the bottleneck's time shares do not see ``serving_mode``, so they
-    take its dimensions through ``output_seq``."""
-    for keys in ([key for key in cfg if is_layout(key)],
-                 ["output_seq", "serving_mode"] if np.size(cfg.get("serving_mode", 0)) > 1 else []):
-        if keys:
-            common = np.broadcast_shapes(*(np.shape(cfg[key]) for key in keys))
-            cfg.update({key: np.broadcast_to(cfg[key], common) for key in keys})
-
-
 class Sweep:
     """A checked sweep ready to evaluate: specs loaded, every model's defaults resolved, string columns
     labelled. Build one per process (a Dask worker builds its own from the picklable spec)."""
@@ -133,7 +116,6 @@ class Sweep:
             index.append(idx)
             for key in self.targets[m][j]:
                 cfg[key] = values[idx]
-        _share_shapes(cfg)
         out = evaluate(self.models[m], self.hardware[h], cfg, self.profiles[e])
 
         n = chunk.rows
