@@ -1,7 +1,7 @@
 """The three responses of the stateless API as Python functions (one engine call each)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
