@@ -38,7 +38,9 @@ class Efficiency:
 class ServingProfile:
     """What a serving engine (TensorRT-LLM, vLLM, SGLang, or a generic average) adds to the kernels.
 
-    ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it).
+    ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it);
+    a prefill pass also pays ``prefill_layer_overhead_s`` per layer (eager kernel launches and host work,
+    where decode steps replay captured graphs).
     Under continuous batching each decode step also carries ``prefill_interference`` of the prefill work of
     the requests that arrive meanwhile; a new request waits ``ramp`` of a whole-batch prefill (arrival
     bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
@@ -51,6 +53,7 @@ class ServingProfile:
     description: str
     step_overhead_s: float
     sequence_overhead_s: float
+    prefill_layer_overhead_s: float
     prefill_interference: float
     ramp: float
     prefill_chunk_tokens: float
@@ -66,7 +69,7 @@ class ServingProfile:
         data = dict(data)
         _check_keys(data, {f.name for f in fields(cls)}, origin)
         _check_keys(data["band"], set(cls.BAND_KEYS), origin)
-        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_interference", "ramp",
+        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_layer_overhead_s", "prefill_interference", "ramp",
                     "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
             data[key] = float(data[key])
             if data[key] < 0:

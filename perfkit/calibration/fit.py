@@ -30,6 +30,7 @@ HARDWARE_BOUNDS = {  # matmul stays at the measured best (matmul_measured.csv)
 PROFILE_BOUNDS = {
     "step_overhead_s": (0.0, 0.05),
     "sequence_overhead_s": (0.0, 5e-4),
+    "prefill_layer_overhead_s": (0.0, 0.01),
     "prefill_interference": (0.0, 4.0),
     "ramp": (0.0, 1.0),
     "prefill_chunk_tokens": (256.0, 65536.0),
@@ -81,6 +82,7 @@ PRIORS = {
     "layer_overhead_s": 1e-5,
     "step_overhead_s": 0.002,
     "sequence_overhead_s": 1e-5,
+    "prefill_layer_overhead_s": 5e-4,
     "prefill_interference": 1.0,
     "ramp": 0.05,
     "prefill_chunk_tokens": 2048.0,

@@ -18,6 +18,7 @@ name: {name}
 description: "{description}"
 step_overhead_s: {step_overhead_s:.6g}          # per engine step: scheduling, launch, sampling
 sequence_overhead_s: {sequence_overhead_s:.6g}    # per sequence per step (bookkeeping, sampling, detokenization)
+prefill_layer_overhead_s: {prefill_layer_overhead_s:.6g}  # per layer of a prefill pass (eager launches, host work; decode replays graphs)
 prefill_interference: {prefill_interference:.6g}       # share of each new request's prefill that stalls the running decodes
 ramp: {ramp:.6g}                      # share of a full-batch prefill a request waits for on average (arrival bursts)
 prefill_chunk_tokens: {prefill_chunk_tokens:.6g}      # prompt tokens per engine step under chunked prefill (each chunk rides a decode step)

@@ -47,8 +47,8 @@ def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pas
 def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass, chips) -> dict:
     """Seconds of one engine step through the whole model, and its parts."""
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
-    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * p.batch
-               + model.num_layers * hw.efficiency.layer_overhead_s)
+    layer_overhead = hw.efficiency.layer_overhead_s + (profile.prefill_layer_overhead_s if p.prefill else 0.0)
+    seconds = profile.step_overhead_s + profile.sequence_overhead_s * p.batch + model.num_layers * layer_overhead
     costs = {}
     for layer_type in layout.LAYER_TYPES:
         cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)
