@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
+from ..specs import ServingProfile
 from .predict import predict
 
 log = logging.getLogger(__name__)
@@ -138,5 +139,14 @@ def fit(measured: pd.DataFrame, max_nfev: int = 60, engines: Iterable[str] = ENG
         ratio = np.exp(-errors[i])  # measured / predicted
         band[f"{k}_p10"], band[f"{k}_p90"] = (float(q) for q in np.quantile(ratio, [0.1, 0.9]))
     profiles = {n: dataclasses.replace(p, band=band) for n, p in profiles.items()}
+    profiles["generic"] = generic_profile(profiles.values())
     log.info("fit: %d rows, cost %.3f, %d evaluations", len(rows), result.cost, result.nfev)
     return FitResult(hardware, profiles, len(rows), float(result.cost))
+
+
+def generic_profile(profiles) -> ServingProfile:
+    """The ``generic`` profile: the parameter-wise median of the fitted engines' profiles."""
+    profiles = list(profiles)
+    values = {k: float(np.median([getattr(p, k) for p in profiles])) for k in PROFILE_BOUNDS}
+    band = {k: float(np.median([p.band[k] for p in profiles])) for k in profiles[0].band}
+    return dataclasses.replace(catalog.serving_profile("generic"), band=band, **values)

@@ -13,7 +13,7 @@ from .fit import HARDWARE_BOUNDS, PROFILE_BOUNDS
 
 PROFILE_TEMPLATE = """\
 # Serving-engine profile "{name}": what a serving engine adds on top of the kernels.
-# Written by `perfkit calibrate` ({source}); see benchmarks/ACCURACY.md.
+# Written by `perfkit calibrate`; see benchmarks/ACCURACY.md.
 name: {name}
 description: "{description}"
 step_overhead_s: {step_overhead_s:.6g}          # per engine step: scheduling, launch, sampling
