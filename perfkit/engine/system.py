@@ -13,7 +13,9 @@ What TTFT and TPOT mean, per ``serving_mode`` (0 = static, 1 = continuous):
 - *continuous*: what a closed-loop benchmark with ``batch_size`` concurrent requests measures on an engine
   with continuous batching. Only the sequences whose KV cache fits run at once (the rest queue for a slot);
   each decode step also carries the prefills of the requests that arrive meanwhile; a new request waits
-  for the running step and for arrival bursts before its own prefill.
+  for the running step and for arrival bursts before its own prefill. Once the KV cache caps the running
+  sequences, a longer prompt means fewer of them per step: TPOT can then fall while TTFT rises (static mode
+  never does this).
 
 The KV cache and memory figures are sized for ``batch_size`` sequences of ``input_seq + output_seq`` tokens
 in both modes.
