@@ -1,0 +1,138 @@
+"""The comparison panel: two or more deployments side by side, their figures, differences and charts."""
+from __future__ import annotations
+
+import string
+from typing import Mapping
+
+import ipywidgets as w
+
+from .. import api, plots
+from ..errors import PerfkitError
+from . import frames, render
+from .examples import SEED_COMPARISON
+from .form import ConfigForm
+
+#: Rows of the comparison table: what each configuration is, then its figures.
+TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", *frames.HEADLINE)
+#: Figures drawn as bars, one chart each.
+CHART_FIGURES = ("ttft_ms", "tpot_ms", "throughput_tokens_s")
+
+
+class ComparisonPanel:
+    """Configurations side by side: edit any of them, add one (a copy of the last), remove one.
+
+    ``requests`` maps labels to system-metrics requests (default: the seed's comparison, TinyLlama on
+    ``nvidia_gb200_single`` against Llama-3.3-70B-Instruct on ``nvidia_nvl72_rack``). After every edit
+    ``panel.frame`` holds one row per configuration that runs, ``panel.table`` the figures with each one's
+    difference from the first, ``panel.chart`` the bar charts, and ``panel.errors`` a message for each
+    configuration that cannot run.
+
+    >>> panel = ComparisonPanel()
+    >>> list(panel.frame.index), panel.frame.loc["B", "num_chips"]
+    (['A', 'B'], 8)
+    >>> panel.add()                      # C: a copy of B
+    >>> panel.forms[2].degrees["attention"]["tensor_parallel"].value = 16
+    >>> int(panel.frame.loc["C", "num_chips"])
+    16
+    >>> panel.remove("A"); list(panel.frame.index)
+    ['B', 'C']
+    """
+
+    def __init__(self, requests: Mapping[str, Mapping] | None = None, charts: bool = True):
+        self._charts = charts
+        self._quiet = False
+        self.forms: list[ConfigForm] = []
+        self.labels: list[str] = []
+        self.responses: dict[str, dict] = {}
+        self.errors: dict[str, str] = {}
+        self.frame = None
+        self.add_button = w.Button(description="Add configuration", icon="plus", button_style="info")
+        self.add_button.on_click(lambda _: self.add())
+        self.columns = w.HBox(layout=w.Layout(overflow_x="auto"))
+        self.message = w.HTML()
+        self.table = w.HTML()
+        self.chart = w.Image(format="png", layout=w.Layout(max_width="1200px"))
+        self.result_json = w.Textarea(layout=w.Layout(width="720px", height="420px"))
+        tabs = w.Tab([self.table, self.chart, self.result_json])
+        for i, title in enumerate(("Table", "Charts", "JSON")):
+            tabs.set_title(i, title)
+        self.widget = w.VBox([self.add_button, self.columns, self.message, tabs])
+        self._quiet = True
+        for label, request in (requests or SEED_COMPARISON).items():
+            self.add(request, label)
+        self._quiet = False
+        self.update()
+
+    # -- configurations ------------------------------------------------------------------------------------
+
+    def add(self, request: Mapping | None = None, label: str | None = None) -> None:
+        """Add a configuration (a copy of the last one when ``request`` is not given)."""
+        if request is None:
+            request = self.forms[-1].request() if self.forms else None
+        label = label or next(c for c in string.ascii_uppercase + string.ascii_lowercase if c not in self.labels)
+        if label in self.labels:
+            raise PerfkitError(f"label {label!r} is taken; labels in use: {', '.join(self.labels)}", field="label")
+        form = ConfigForm(request, on_change=self.update, title=f"Configuration {label}")
+        remove = w.Button(description=f"Remove {label}", icon="trash", layout=w.Layout(width="140px"))
+        remove.on_click(lambda _, label=label: self.remove(label))
+        form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
+        form.widget.layout = w.Layout(border="1px solid #ccc", padding="4px", margin="2px", min_width="360px")
+        self.forms.append(form)
+        self.labels.append(label)
+        self._layout()
+        self.update()
+
+    def remove(self, label: str) -> None:
+        """Drop the configuration called ``label`` (at least one stays)."""
+        if label not in self.labels:
+            raise PerfkitError(f"no configuration {label!r}; valid choices: {', '.join(self.labels)}", field="label")
+        if len(self.labels) == 1:
+            raise PerfkitError("the comparison needs at least one configuration", field="label")
+        i = self.labels.index(label)
+        del self.forms[i], self.labels[i]
+        self._layout()
+        self.update()
+
+    def requests(self) -> dict[str, dict]:
+        """Label -> the system-metrics request of each configuration."""
+        return {label: form.request() for label, form in zip(self.labels, self.forms)}
+
+    def _layout(self) -> None:
+        self.columns.children = [f.widget for f in self.forms]
+        for form in self.forms:
+            form.widget.children[1].disabled = len(self.forms) == 1
+
+    # -- results -------------------------------------------------------------------------------------------
+
+    def update(self) -> None:
+        """Recompute every configuration (called on every edit)."""
+        if self._quiet:
+            return
+        requests = self.requests()
+        self.responses, self.errors = {}, {}
+        for label, request in requests.items():
+            try:
+                self.responses[label] = api.system_metrics(request)
+            except PerfkitError as exc:
+                self.errors[label] = exc.message
+        lines = [f"{label} cannot run: {text}" for label, text in self.errors.items()]
+        notes = [f"{label}: {note}" for label, r in self.responses.items() for note in r["system"].get("notes", [])]
+        self.message.value = render.message_html("\n".join(lines)) + render.message_html("\n".join(notes), False)
+        self.result_json.value = render.json_text(
+            {label: self.responses.get(label) or {"error": self.errors[label]} for label in requests})
+        if not self.responses:
+            self.frame = None
+            self.table.value = ""
+            return
+        self.frame = frames.system_frame({k: requests[k] for k in self.responses}, self.responses)
+        self.table.value = render.table_html(frames.comparison_table(self.frame, TABLE_ROWS))
+        if self._charts:
+            self.chart.value = self._draw()
+
+    def _draw(self) -> bytes:
+        fig, axes = render.figure(len(CHART_FIGURES) + 1, width=3.3, height=3.4)
+        for ax, column in zip(axes, CHART_FIGURES):
+            plots.comparison_bars(self.frame, column, ax=ax)
+        plots.memory_breakdown(frames.memory_frame(self.frame), ax=axes[-1])
+        fig.suptitle("\n".join(frames.captions(self.frame)), fontsize=9)
+        return render.png(fig)

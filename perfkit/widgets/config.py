@@ -1,0 +1,109 @@
+"""The configuration panel: one deployment's inputs, its system and layer metrics as tables, charts and the
+raw JSON of the API."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import ipywidgets as w
+
+from .. import api, plots
+from ..errors import PerfkitError
+from . import frames, render
+from .form import ConfigForm
+
+#: Layer-metrics columns the layer table shows.
+LAYER_COLUMNS = ["layer_type", "phase", "num_instances", "num_chips", "weights_per_chip_gb",
+                 "kv_cache_per_chip_gb", "activation_per_chip_gb", "flops_per_chip_tflops",
+                 "time_per_instance_ms", "compute_pct", "memory_pct", "communication_pct"]
+
+
+class ConfigPanel:
+    """Pick a model, hardware, batch, lengths and each layer's parallelism and dtype; read the answer.
+
+    Display ``panel.widget``. Every edit calls :func:`perfkit.system_metrics` and
+    :func:`perfkit.layer_metrics`; a configuration they reject is explained in ``panel.message``.
+
+    >>> panel = ConfigPanel({"model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx",
+    ...                      "batch_size": 8, "input_seq": 1024, "output_seq": 256})
+    >>> panel.response["system"]["num_chips"]
+    1
+    >>> panel.form.degrees["attention"]["tensor_parallel"].value = 2
+    >>> panel.response["system"]["num_chips"], panel.error
+    (2, '')
+    """
+
+    def __init__(self, request: Mapping | None = None, charts: bool = True):
+        self.response: dict | None = None
+        self.layer_responses: dict = {}
+        self.frame = None
+        self.layers_frame = None
+        self.error = ""
+        self._charts = charts
+        self.message = w.HTML()
+        self.table = w.HTML()
+        self.layer_table = w.HTML()
+        self.chart = w.Image(format="png", layout=w.Layout(max_width="980px"))
+        self.result_json = w.Textarea(layout=w.Layout(width="520px", height="420px"))
+        self.layer_choice = w.Dropdown(description="layer")
+        self.layer_json = w.Textarea(layout=w.Layout(width="520px", height="380px"))
+        self.layer_choice.observe(lambda _: self._show_layer_json(), names="value")
+        tabs = w.Tab([w.VBox([self.table, self.chart]), self.layer_table,
+                      w.HBox([w.VBox([w.HTML("<b>POST /config/system-metrics</b>"), self.result_json]),
+                              w.VBox([w.HTML("<b>POST /config/layer-metrics</b>"), self.layer_choice,
+                                      self.layer_json])])])
+        for i, title in enumerate(("System", "Layers", "JSON")):
+            tabs.set_title(i, title)
+        self.form = ConfigForm(request, on_change=self.update)
+        self.widget = w.HBox([self.form.widget, w.VBox([self.message, tabs])])
+        self.update()
+
+    def request(self) -> dict:
+        """The system-metrics request the panel shows."""
+        return self.form.request()
+
+    def update(self) -> None:
+        """Recompute everything from the widgets (called on every edit)."""
+        request = self.form.request()
+        try:
+            response = api.system_metrics(request)
+            layer_responses = frames.layer_responses(request)
+        except PerfkitError as exc:
+            self._show_error(exc)
+            return
+        self.error = ""
+        self.response, self.layer_responses = response, layer_responses
+        self.frame = frames.system_frame({"this": request}, {"this": response})
+        self.layers_frame = frames.layer_frame(request, layer_responses)
+        notes = response["system"].get("notes", [])
+        fits = response["system"]["fits_on_hardware"]
+        warning = "" if fits else "Does not fit: the busiest chip needs more memory than one chip has."
+        self.message.value = render.message_html("\n".join(filter(None, [warning, *notes])), error=not fits)
+        self.table.value = render.table_html(frames.comparison_table(self.frame))
+        self.layer_table.value = render.table_html(self.layers_frame[LAYER_COLUMNS].set_index(["layer_type", "phase"]))
+        self.result_json.value = render.json_text(response)
+        keys = [f"{t} ({p})" for t, p in layer_responses]
+        self.layer_choice.options = keys
+        self._show_layer_json()
+        if self._charts:
+            self.chart.value = self._draw()
+
+    def _show_error(self, exc: PerfkitError) -> None:
+        self.error = exc.message
+        self.response = None
+        self.message.value = render.message_html(f"This configuration cannot run: {exc.message}")
+        for box in (self.table, self.layer_table):
+            box.value = ""
+        self.result_json.value = render.json_text(exc.to_dict())
+        self.layer_json.value = ""
+
+    def _show_layer_json(self) -> None:
+        choice = self.layer_choice.value
+        if choice:
+            layer_type, phase = choice.rstrip(")").split(" (")
+            self.layer_json.value = render.json_text(self.layer_responses[(layer_type, phase)])
+
+    def _draw(self) -> bytes:
+        fig, (left, right) = render.figure(2, width=4.8)
+        plots.memory_breakdown(frames.memory_frame(self.frame), ax=left)
+        plots.roofline(self.layers_frame, ax=right)
+        return render.png(fig)

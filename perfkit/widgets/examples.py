@@ -1,0 +1,50 @@
+"""The requests the notebooks, panels and README figures start from (the seed's own examples first)."""
+from __future__ import annotations
+
+TINYLLAMA = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+LLAMA_70B = "meta-llama/Llama-3.3-70B-Instruct"
+
+#: The seed's ``POST /config/layer-metrics`` example.
+SEED_LAYER_REQUEST = {
+    "model_id": TINYLLAMA, "hardware_config": "nvidia_gb200_single", "layer_type": "attention",
+    "batch_size": 1, "seq_length": 2048, "dtype": "bf16",
+    "tensor_parallel": 4, "context_parallel": 2, "sequence_parallel": 1,
+}
+
+#: The seed's ``POST /config/system-metrics`` example.
+SEED_SYSTEM_REQUEST = {
+    "model_id": TINYLLAMA, "hardware_config": "nvidia_gb200_single",
+    "batch_size": 1, "input_seq": 2048, "output_seq": 128,
+    "layers": {
+        "attention": {"tensor_parallel": 4, "context_parallel": 2, "sequence_parallel": 1, "dtype": "bf16"},
+        "feedforward": {"tensor_parallel": 8, "context_parallel": 1, "sequence_parallel": 1, "dtype": "bf16"},
+        "norm": {"tensor_parallel": 1, "context_parallel": 1, "sequence_parallel": 1, "dtype": "bf16"},
+        "embedding": {"tensor_parallel": 1, "context_parallel": 1, "sequence_parallel": 1, "dtype": "bf16"},
+    },
+}
+
+
+def tensor_parallel(tp: int, dtype: str = "bf16") -> dict:
+    """``layers`` with the attention, feed-forward and embedding split ``tp`` ways (Megatron style)."""
+    return {t: {"tensor_parallel": tp, "dtype": dtype} for t in ("attention", "feedforward", "embedding")}
+
+
+#: The seed's comparison mode: a small model on one GB200 tray against a 70B model on an NVL72 rack.
+SEED_COMPARISON = {
+    "A": SEED_SYSTEM_REQUEST,
+    "B": {"model_id": LLAMA_70B, "hardware_config": "nvidia_nvl72_rack", "batch_size": 1, "input_seq": 2048,
+          "output_seq": 128, "layers": tensor_parallel(8)},
+}
+
+
+def parallelism_variants(model_id: str = LLAMA_70B, hardware: str = "nvidia_h100_hgx", batch_size: int = 16,
+                         input_seq: int = 2048, output_seq: int = 256) -> dict[str, dict]:
+    """One model on one system split four ways: TP=4, TP=8, TP=4 with two pipeline stages, TP=8 in fp8."""
+    base = {"model_id": model_id, "hardware_config": hardware, "batch_size": batch_size,
+            "input_seq": input_seq, "output_seq": output_seq}
+    return {
+        "TP4": {**base, "layers": tensor_parallel(4)},
+        "TP8": {**base, "layers": tensor_parallel(8)},
+        "TP4 x PP2": {**base, "layers": tensor_parallel(4), "pipeline_parallel": 2},
+        "TP8 fp8": {**base, "layers": tensor_parallel(8, "fp8"), "kv_dtype": "fp8"},
+    }

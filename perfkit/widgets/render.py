@@ -1,0 +1,45 @@
+"""Drawing charts into widgets: a matplotlib Figure (no pyplot state) rendered to PNG bytes, and tables as
+HTML."""
+from __future__ import annotations
+
+import html
+import io
+import json
+
+import pandas as pd
+
+
+def figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
+    """A new Figure with ``ncols`` axes side by side, built without pyplot (so nothing global changes)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def png(fig) -> bytes:
+    """The Figure as PNG bytes (for ``ipywidgets.Image`` and for files)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def table_html(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A DataFrame as a compact HTML table, numbers to ``digits`` significant digits."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.{digits}g}"
+        return html.escape(str(v))
+    body = frame.map(fmt) if hasattr(frame, "map") else frame.applymap(fmt)
+    return body.to_html(escape=False, border=0, classes="perfkit-table")
+
+
+def json_text(body) -> str:
+    """A response exactly as the API serializes it (indented for reading)."""
+    return json.dumps(body, indent=2)
+
+
+def message_html(text: str, error: bool = True) -> str:
+    color = "#b00020" if error else "#1b5e20"
+    return f'<div style="color:{color};white-space:pre-wrap">{html.escape(text)}</div>' if text else ""
