@@ -53,10 +53,11 @@ class ComparisonPanel:
         self.table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="1200px"))
         self.result_json = w.Textarea(layout=w.Layout(width="720px", height="420px"))
-        tabs = w.Tab([self.table, self.chart, self.result_json])
-        for i, title in enumerate(("Table", "Charts", "JSON")):
-            tabs.set_title(i, title)
-        self.widget = w.VBox([self.add_button, self.columns, self.message, tabs])
+        raw = w.Accordion([self.result_json], titles=("Raw JSON responses (POST /config/system-metrics)",))
+        raw.selected_index = None
+        for name in ("add_button", "message", "table", "chart", "result_json"):
+            getattr(self, name).add_class(f"perfkit-{name}")
+        self.widget = w.VBox([self.add_button, self.columns, self.message, self.chart, self.table, raw])
         self._quiet = True
         for label, request in (requests or SEED_COMPARISON).items():
             self.add(request, label)
@@ -77,6 +78,7 @@ class ComparisonPanel:
         remove.on_click(lambda _, label=label: self.remove(label))
         form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
         form.widget.layout = w.Layout(border="1px solid #ccc", padding="4px", margin="2px", min_width="360px")
+        form.widget.add_class(f"perfkit-form-{label}")
         self.forms.append(form)
         self.labels.append(label)
         self._layout()

@@ -53,6 +53,8 @@ class ConfigPanel:
                                       self.layer_json])])])
         for i, title in enumerate(("System", "Layers", "JSON")):
             tabs.set_title(i, title)
+        for name in ("message", "table", "layer_table", "chart", "result_json", "layer_json"):
+            getattr(self, name).add_class(f"perfkit-{name}")
         self.form = ConfigForm(request, on_change=self.update)
         self.widget = w.HBox([self.form.widget, w.VBox([self.message, tabs])])
         self.update()

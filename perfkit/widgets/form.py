@@ -67,8 +67,10 @@ class ConfigForm:
         self.degrees: dict[str, dict[str, w.Dropdown]] = {}  # layer type -> degree -> drop-down
         self.dtypes: dict[str, w.Dropdown] = {}
         self.layers_box = w.VBox()
-        for field in (self.hardware, self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel):
-            field.observe(self._changed, names="value")
+        for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel"):
+            getattr(self, name).add_class(f"perfkit-{name}")  # CSS hooks for the browser test
+            if name != "model":
+                getattr(self, name).observe(self._changed, names="value")
         self.model.observe(self._model_changed, names="value")
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
@@ -96,6 +98,7 @@ class ConfigForm:
                 box = w.Dropdown(options=options, value=value if value in options else 1, description=SHORT[degree],
                                  style={"description_width": "24px"}, layout=w.Layout(width="105px"))
                 box.observe(self._changed, names="value")
+                box.add_class(f"perfkit-{name}-{degree}")
                 self.degrees[name][degree] = box
                 cells.append(box)
             dtype = w.Dropdown(options=layer["available_dtypes"], value=spec.default_dtype(name),

@@ -25,14 +25,19 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+#: Table style: numbers right-aligned, a little air between columns.
+TABLE_STYLE = ("<style>.perfkit-html-table td, .perfkit-html-table th {text-align: right; padding: 2px 10px}"
+               " .perfkit-html-table tbody th {text-align: left}</style>")
+
+
 def table_html(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A DataFrame as a compact HTML table, numbers to ``digits`` significant digits."""
+    """A DataFrame as a compact HTML table, numbers to ``digits`` significant digits, blanks for NaN."""
     def fmt(v):
         if isinstance(v, float):
-            return f"{v:,.{digits}g}"
+            return "" if v != v else f"{v:,.{digits}g}"
         return html.escape(str(v))
     body = frame.map(fmt) if hasattr(frame, "map") else frame.applymap(fmt)
-    return body.to_html(escape=False, border=0, classes="perfkit-table")
+    return TABLE_STYLE + body.to_html(escape=False, border=0, classes="perfkit-html-table")
 
 
 def json_text(body) -> str:
