@@ -150,14 +150,17 @@ def comparison_bars(frame: pd.DataFrame, column: str, ax=None):
 def heatmap(table: pd.DataFrame, ax=None, value: str = "", fmt: str = "{:,.3g}"):
     """A pivoted table (index on the y axis, columns on the x axis) as coloured cells with their values;
     empty cells (configurations that cannot run) stay blank."""
+    import numpy as np
+
     ax = _ax(ax)
     image = ax.imshow(table.to_numpy(dtype=float), aspect="auto", origin="lower", cmap="viridis")
     ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns])
     ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
     ax.set_xlabel(label(str(table.columns.name or "")))
     ax.set_ylabel(label(str(table.index.name or "")))
-    for (i, j), v in pd.DataFrame(table.to_numpy(dtype=float)).stack().items():
-        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white")
+    for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+        if v == v:  # NaN: a configuration that cannot run stays blank
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white")
     ax.figure.colorbar(image, ax=ax, label=label(value) if value else None)
     ax.set_title(label(value) if value else "")
     return ax

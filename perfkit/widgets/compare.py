@@ -28,7 +28,7 @@ class ComparisonPanel:
     configuration that cannot run.
 
     >>> panel = ComparisonPanel()
-    >>> list(panel.frame.index), panel.frame.loc["B", "num_chips"]
+    >>> list(panel.frame.index), int(panel.frame.loc["B", "num_chips"])
     (['A', 'B'], 8)
     >>> panel.add()                      # C: a copy of B
     >>> panel.forms[2].degrees["attention"]["tensor_parallel"].value = 16
@@ -48,7 +48,7 @@ class ComparisonPanel:
         self.frame = None
         self.add_button = w.Button(description="Add configuration", icon="plus", button_style="info")
         self.add_button.on_click(lambda _: self.add())
-        self.columns = w.HBox(layout=w.Layout(overflow_x="auto"))
+        self.columns = w.HBox(layout=w.Layout(overflow="auto"))
         self.message = w.HTML()
         self.table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="1200px"))

@@ -42,7 +42,7 @@ class ConfigForm:
     >>> form = ConfigForm()
     >>> form.model.value = "meta-llama/Llama-3.1-8B"
     >>> form.degrees["attention"]["tensor_parallel"].options[:4]
-    ((1, 1), (2, 2), (4, 4), (8, 8))
+    (1, 2, 4, 8)
     >>> form.request()["layers"]["attention"]["tensor_parallel"]
     1
     """

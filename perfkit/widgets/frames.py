@@ -8,7 +8,7 @@ drawn from a comparison and one drawn from a sweep read the same columns.
 
 >>> frame = system_frame({"A": {"model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx",
 ...                             "batch_size": 1, "input_seq": 1024, "output_seq": 128}})
->>> frame.loc["A", "num_chips"], frame.loc["A", "bottleneck"]
+>>> int(frame.loc["A", "num_chips"]), frame.loc["A", "bottleneck"]
 (1, 'memory')
 """
 from __future__ import annotations

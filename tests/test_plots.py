@@ -1,0 +1,161 @@
+"""Charts draw what their DataFrame holds and nothing else; the frames built from API responses keep the
+responses' numbers and the physics of memory per chip."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+from matplotlib.figure import Figure  # noqa: E402
+
+import perfkit  # noqa: E402
+from perfkit import plots  # noqa: E402
+from perfkit.widgets import examples, frames  # noqa: E402
+
+LLAMA_8B = "meta-llama/Llama-3.1-8B"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def new_ax():
+    return Figure().subplots()
+
+
+def request_8b(tp: int = 1, batch: int = 4, **extra) -> dict:
+    return {"model_id": LLAMA_8B, "hardware_config": "nvidia_h100_hgx", "batch_size": batch, "input_seq": 1024,
+            "output_seq": 128, "layers": examples.tensor_parallel(tp), **extra}
+
+
+@pytest.fixture(scope="module")
+def seed_frame():
+    return frames.system_frame(examples.SEED_COMPARISON)
+
+
+# -- frames ----------------------------------------------------------------------------------------------------
+
+
+def test_system_frame_rows_are_the_responses(seed_frame):
+    for label, request in examples.SEED_COMPARISON.items():
+        response = perfkit.system_metrics(request)
+        row = seed_frame.loc[label]
+        assert row["ttft_ms"] == response["ttft_ms"] and row["tpot_ms"] == response["tpot_ms"]
+        for key, value in {**response["memory"], **response["system"]}.items():
+            if key != "notes":
+                assert row[key] == value, key
+        assert row["model_id"] == request["model_id"] and row["batch_size"] == request["batch_size"]
+
+
+def test_comparison_table_differences_and_ratios(seed_frame):
+    table = frames.comparison_table(seed_frame)
+    ttft = frames.HEADLINE["ttft_ms"]
+    a, b = seed_frame.loc["A", "ttft_ms"], seed_frame.loc["B", "ttft_ms"]
+    assert table.loc[ttft, "B - A"] == pytest.approx(b - a)
+    assert table.loc[ttft, "B / A"] == pytest.approx(b / a)
+    # text and booleans are shown, not subtracted
+    assert pd.isna(table.loc[frames.HEADLINE["bottleneck"], "B - A"])
+
+
+def test_memory_frame_parts_fit_under_the_busiest_chip():
+    frame = frames.system_frame({tp: request_8b(tp) for tp in (1, 2, 4, 8)})
+    memory = frames.memory_frame(frame)
+    parts = memory[["weights_gb", "kv_cache_gb", "activation_gb"]].sum(axis=1)
+    # the average chip never holds more than the busiest one, and nothing exceeds what the response says
+    assert (parts <= memory["memory_per_chip_gb"] * (1 + 1e-9)).all()
+    # Megatron splits every weight matrix: doubling tensor parallelism halves the weights per chip (norms,
+    # replicated, are a rounding error)
+    ratio = memory["weights_gb"].iloc[1:].to_numpy() / memory["weights_gb"].iloc[:-1].to_numpy()
+    assert ratio == pytest.approx([0.5] * 3, rel=0.02)
+
+
+def test_layer_frame_covers_every_layer_and_phase():
+    request = request_8b(tp=2)
+    layers = frames.layer_frame(request)
+    counts = {layer["type"]: layer["count"] for layer in perfkit.layers(LLAMA_8B)["layers"]}
+    assert len(layers) == 2 * len(counts)
+    for _, row in layers.iterrows():
+        assert row["num_instances"] == counts[row["layer_type"]]
+        assert row["flops_per_byte"] > 0 and row["attained_tflops_s"] > 0
+        # nothing runs faster than the chip's peak
+        assert row["attained_tflops_s"] <= row["peak_tflops_s"] * (1 + 1e-9)
+    decode = layers[(layers.phase == "decode") & (layers.layer_type.isin(["attention", "feedforward"]))]
+    prefill = layers[(layers.phase == "prefill") & (layers.layer_type.isin(["attention", "feedforward"]))]
+    # a decode step of 4 sequences reuses each weight byte far less than a 1024-token prefill
+    assert (decode["flops_per_byte"].to_numpy() < prefill["flops_per_byte"].to_numpy()).all()
+
+
+def test_pareto_mask_keeps_exactly_the_undominated_rows():
+    frame = pd.DataFrame({"tpot_ms": [1.0, 2.0, 2.0, 3.0, 4.0, 5.0],
+                          "throughput_tokens_s": [10.0, 30.0, 20.0, 25.0, 50.0, 50.0]},
+                         index=list("abcdef"))
+    mask = frames.pareto_mask(frame)
+    assert list(frame.index[mask]) == ["a", "b", "e"]
+
+
+# -- charts ----------------------------------------------------------------------------------------------------
+
+
+def test_memory_breakdown_stacks_the_frame(seed_frame):
+    memory = frames.memory_frame(seed_frame)
+    before = memory.copy()
+    ax = new_ax()
+    assert plots.memory_breakdown(memory, ax=ax) is ax
+    bars = [p for p in ax.patches]
+    assert len(bars) == 3 * len(memory)
+    heights = np.array([b.get_height() for b in bars]).reshape(3, len(memory))
+    assert heights.sum(axis=0) == pytest.approx(memory[["weights_gb", "kv_cache_gb", "activation_gb"]].sum(axis=1))
+    pd.testing.assert_frame_equal(memory, before)  # the chart changed nothing
+
+
+def test_comparison_bars_show_the_column(seed_frame):
+    ax = plots.comparison_bars(seed_frame, "tpot_ms", ax=new_ax())
+    assert [b.get_height() for b in ax.patches] == list(seed_frame["tpot_ms"])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"]
+
+
+def test_roofline_places_each_layer_under_its_roof():
+    layers = frames.layer_frame(request_8b())
+    ax = plots.roofline(layers, ax=new_ax())
+    points = np.vstack([c.get_offsets() for c in ax.collections])
+    np.testing.assert_allclose(points, layers[["flops_per_byte", "attained_tflops_s"]].to_numpy())
+    roof = ax.lines[0].get_ydata()
+    assert roof.max() == pytest.approx(layers["peak_tflops_s"].iloc[0])
+    assert ax.get_xscale() == "log"
+
+
+def test_latency_vs_batch_draws_ttft_and_tpot():
+    frame = frames.system_frame({b: request_8b(batch=b) for b in (1, 4, 16, 64)})
+    ax = plots.latency_vs_batch(frame, ax=new_ax())
+    ttft, tpot = ax.lines
+    assert list(ttft.get_xdata()) == [1, 4, 16, 64]
+    assert list(ttft.get_ydata()) == list(frame["ttft_ms"]) and list(tpot.get_ydata()) == list(frame["tpot_ms"])
+    # TTFT never falls as the batch grows (more prompt tokens per pass)
+    assert np.all(np.diff(ttft.get_ydata()) >= 0)
+
+
+def test_pareto_front_joins_the_flagged_rows():
+    frame = pd.DataFrame({"tpot_ms": [1.0, 2.0, 2.0, 4.0], "throughput_tokens_s": [10.0, 30.0, 20.0, 50.0]})
+    frame["pareto"] = frames.pareto_mask(frame)
+    ax = plots.pareto_front(frame, ax=new_ax())
+    line = ax.lines[0]
+    assert list(line.get_xdata()) == [1.0, 2.0, 4.0] and list(line.get_ydata()) == [10.0, 30.0, 50.0]
+
+
+def test_heatmap_shows_the_pivot_and_leaves_holes_blank():
+    table = pd.DataFrame([[1.0, 2.0], [np.nan, 4.0]], index=pd.Index([1, 2], name="batch_size"),
+                         columns=pd.Index([1024, 2048], name="input_seq"))
+    ax = plots.heatmap(table, ax=new_ax(), value="ttft_ms")
+    shown = ax.images[0].get_array()
+    assert shown[0, 1] == 2.0 and (np.ma.is_masked(shown[1, 0]) or np.isnan(shown[1, 0]))
+    assert len(ax.texts) == 3 and ax.get_xlabel() == "input tokens"
+
+
+def test_predicted_vs_measured_plots_pairs_and_diagonal():
+    frame = pd.DataFrame({"measured": [1.0, 10.0, 100.0], "predicted": [2.0, 9.0, 120.0]})
+    ax = plots.predicted_vs_measured(frame, "predicted", "measured", ax=new_ax())
+    assert ax.collections[0].get_offsets().tolist() == [[1.0, 2.0], [10.0, 9.0], [100.0, 120.0]]
+    diagonal = ax.lines[0]
+    assert list(diagonal.get_xdata()) == list(diagonal.get_ydata())

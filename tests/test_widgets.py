@@ -1,0 +1,199 @@
+"""Widget panels driven from Python: set widget values, read what the panel shows.
+
+What a panel shows must be what the public functions answer for the configuration its widgets describe;
+only degrees a layer accepts are offered; a configuration that cannot run is explained in the panel.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import perfkit  # noqa: E402
+from perfkit import catalog  # noqa: E402
+from perfkit.engine.layout import valid_tensor_parallel  # noqa: E402
+from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel, examples  # noqa: E402
+
+LLAMA_8B = "meta-llama/Llama-3.1-8B"
+MIXTRAL = "mistralai/Mixtral-8x7B-v0.1"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def options(box) -> list:
+    return [o[1] if isinstance(o, tuple) else o for o in box.options]
+
+
+def same_configuration(shown: dict, asked: dict) -> bool:
+    """The form spells out every offered degree; a request may also spell out degrees of 1 that a layer does
+    not offer. Both describe the same configuration when every value agrees (absent = 1)."""
+    layers = set(shown.get("layers", {})) | set(asked.get("layers", {}))
+    for layer in layers:
+        a, b = shown["layers"].get(layer, {}), asked.get("layers", {}).get(layer, {})
+        if any(a.get(k, 1) != b.get(k, 1) for k in set(a) | set(b) if k != "dtype") or \
+                a.get("dtype", b.get("dtype")) != b.get("dtype", a.get("dtype")):
+            return False
+    rest = lambda r: {k: v for k, v in r.items() if k != "layers"}  # noqa: E731
+    return rest(shown) == rest(asked)
+
+
+# -- the form ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_id", perfkit.list_models())
+def test_form_offers_only_what_each_layer_accepts(model_id):
+    form = ConfigForm({**examples.SEED_SYSTEM_REQUEST, "model_id": model_id, "layers": {}})
+    spec = catalog.model_spec(model_id)
+    for layer in perfkit.layers(model_id)["layers"]:
+        boxes = form.degrees[layer["type"]]
+        assert list(boxes) == layer["available_parallelism"]
+        assert options(form.dtypes[layer["type"]]) == layer["available_dtypes"]
+        if "tensor_parallel" in boxes and layer["type"] in ("attention", "feedforward"):
+            tp = options(boxes["tensor_parallel"])
+            assert tp == [t for t in valid_tensor_parallel(spec, layer["type"], 64)]
+        if layer["type"] == "attention":
+            assert all(spec.num_heads % t == 0 for t in options(boxes["tensor_parallel"]))
+        if "expert_parallel" in boxes:
+            assert all(spec.num_experts % e == 0 for e in options(boxes["expert_parallel"]))
+    assert form.request()["model_id"] == model_id
+
+
+def test_form_round_trips_a_request_and_rejects_what_it_cannot_show():
+    form = ConfigForm(examples.SEED_SYSTEM_REQUEST)
+    assert same_configuration(form.request(), examples.SEED_SYSTEM_REQUEST)
+    assert perfkit.system_metrics(form.request()) == perfkit.system_metrics(examples.SEED_SYSTEM_REQUEST)
+    with pytest.raises(perfkit.PerfkitError, match=r"tensor_parallel=3 is not offered; valid choices: 1, 2, 4"):
+        form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"attention": {"tensor_parallel": 3}}})
+    with pytest.raises(perfkit.PerfkitError, match="does not offer tensor_parallel"):
+        form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"norm": {"tensor_parallel": 2}}})
+    with pytest.raises(perfkit.NotFoundError, match="unknown model_id"):
+        form.set_request({**examples.SEED_SYSTEM_REQUEST, "model_id": "no/such-model"})
+
+
+def test_changing_the_model_rebuilds_the_layers_and_keeps_valid_choices():
+    form = ConfigForm({"model_id": LLAMA_8B, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                       "input_seq": 512, "output_seq": 64, "layers": examples.tensor_parallel(4)})
+    assert "expert_parallel" not in form.degrees["feedforward"]
+    form.model.value = MIXTRAL
+    assert "expert_parallel" in form.degrees["feedforward"]
+    assert form.request()["layers"]["attention"]["tensor_parallel"] == 4  # still offered, so kept
+
+
+# -- the configuration panel ---------------------------------------------------------------------------------
+
+
+def test_config_panel_shows_the_api_responses():
+    panel = ConfigPanel(examples.SEED_SYSTEM_REQUEST, charts=False)
+    expected = perfkit.system_metrics(examples.SEED_SYSTEM_REQUEST)
+    assert panel.error == ""
+    assert json.loads(panel.result_json.value) == expected == panel.response
+    assert "TTFT (ms)" in panel.table.value and f"{expected['ttft_ms']:,.4g}" in panel.table.value
+    # the layer JSON is the layer-metrics response of the chosen layer and phase, exactly
+    panel.layer_choice.value = "attention (prefill)"
+    layer_request = {"model_id": examples.TINYLLAMA, "hardware_config": "nvidia_gb200_single",
+                     "layer_type": "attention", "batch_size": 1, "seq_length": 2048, "phase": "prefill",
+                     **examples.SEED_SYSTEM_REQUEST["layers"]["attention"]}
+    assert json.loads(panel.layer_json.value) == perfkit.layer_metrics(layer_request)
+    assert len(panel.layer_choice.options) == 8
+    assert "feedforward" in panel.layer_table.value and "decode" in panel.layer_table.value
+
+
+def test_config_panel_follows_the_widgets():
+    panel = ConfigPanel({"model_id": LLAMA_8B, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                         "input_seq": 1024, "output_seq": 128}, charts=False)
+    before = panel.response
+    panel.form.batch_size.value = 32
+    assert panel.response == perfkit.system_metrics(panel.request())
+    assert panel.response["throughput_tokens_s"] > before["throughput_tokens_s"]
+    for layer_type in ("attention", "feedforward", "embedding"):
+        panel.form.degrees[layer_type]["tensor_parallel"].value = 4
+    assert panel.response["system"]["num_chips"] == 4
+    # weights are sharded four ways: the busiest chip holds less than before
+    assert panel.response["memory"]["memory_per_chip_gb"] < before["memory"]["memory_per_chip_gb"]
+
+
+def test_config_panel_explains_a_layout_that_cannot_run():
+    panel = ConfigPanel({"model_id": LLAMA_8B, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                         "input_seq": 1024, "output_seq": 128, "layers": examples.tensor_parallel(8)},
+                        charts=False)
+    panel.form.degrees["feedforward"]["tensor_parallel"].value = 7  # offered (divides 14336) but 7 ∤ 8 chips
+    assert "must divide" in panel.error and panel.response is None
+    assert "cannot run" in panel.message.value and "must divide" in panel.message.value
+    assert json.loads(panel.result_json.value)["field"] == "layers"
+    assert panel.table.value == ""
+    panel.form.degrees["feedforward"]["tensor_parallel"].value = 8
+    assert panel.error == "" and panel.response["system"]["num_chips"] == 8
+
+
+def test_config_panel_warns_when_the_model_does_not_fit():
+    panel = ConfigPanel({"model_id": "meta-llama/Llama-3.1-405B", "hardware_config": "nvidia_h100_hgx",
+                         "batch_size": 1, "input_seq": 1024, "output_seq": 128}, charts=False)
+    assert panel.response["system"]["fits_on_hardware"] is False
+    assert "Does not fit" in panel.message.value
+
+
+def test_config_panel_redraws_its_charts():
+    panel = ConfigPanel(examples.SEED_SYSTEM_REQUEST)
+    first = panel.chart.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    panel.form.batch_size.value = 64
+    assert panel.chart.value != first
+
+
+# -- the comparison panel ------------------------------------------------------------------------------------
+
+
+def test_comparison_panel_starts_with_the_seed_comparison():
+    panel = ComparisonPanel(charts=False)
+    assert all(same_configuration(panel.requests()[k], r) for k, r in examples.SEED_COMPARISON.items())
+    for label, request in examples.SEED_COMPARISON.items():
+        response = perfkit.system_metrics(request)
+        assert panel.responses[label] == response
+        assert panel.frame.loc[label, "tpot_ms"] == response["tpot_ms"]
+    shown = json.loads(panel.result_json.value)
+    assert shown == {label: perfkit.system_metrics(r) for label, r in examples.SEED_COMPARISON.items()}
+    assert "B - A" in panel.table.value and "B / A" in panel.table.value
+    assert "Llama-3.3-70B-Instruct" in panel.table.value and "nvidia_nvl72_rack" in panel.table.value
+
+
+def test_comparison_panel_adds_edits_and_removes_configurations():
+    panel = ComparisonPanel(charts=False)
+    panel.add_button.click()
+    assert panel.labels == ["A", "B", "C"] and panel.requests()["C"] == panel.requests()["B"]
+    panel.forms[2].hardware.value = "nvidia_h200_hgx"
+    assert panel.frame.loc["C", "hardware_config"] == "nvidia_h200_hgx"
+    assert panel.responses["C"] == perfkit.system_metrics(panel.requests()["C"])
+    assert "C - A" in panel.table.value
+    panel.forms[0].widget.children[1].click()  # A's remove button
+    assert panel.labels == ["B", "C"] and list(panel.frame.index) == ["B", "C"]
+    panel.remove("B")
+    assert panel.forms[0].widget.children[1].disabled  # the last one cannot be removed
+    with pytest.raises(perfkit.PerfkitError, match="at least one"):
+        panel.remove("C")
+    with pytest.raises(perfkit.PerfkitError, match="no configuration 'Z'; valid choices: C"):
+        panel.remove("Z")
+
+
+def test_comparison_panel_keeps_the_runnable_ones_when_one_cannot_run():
+    panel = ComparisonPanel(charts=False)
+    panel.forms[1].degrees["feedforward"]["tensor_parallel"].value = 7
+    assert set(panel.errors) == {"B"} and "must divide" in panel.errors["B"]
+    assert list(panel.frame.index) == ["A"]
+    assert "B cannot run" in panel.message.value
+    assert json.loads(panel.result_json.value)["B"]["error"] == panel.errors["B"]
+
+
+def test_comparison_panel_compares_parallelism_variants_with_charts():
+    variants = examples.parallelism_variants(LLAMA_8B, "nvidia_h100_hgx", batch_size=8)
+    panel = ComparisonPanel(variants)
+    assert list(panel.frame.index) == list(variants)
+    # more tensor parallelism, less memory on each chip
+    assert panel.frame.loc["TP8", "memory_per_chip_gb"] < panel.frame.loc["TP4", "memory_per_chip_gb"]
+    first = panel.chart.value
+    panel.forms[0].batch_size.value = 1
+    assert panel.chart.value != first and panel.frame.loc["TP4", "batch_size"] == 1
