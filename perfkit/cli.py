@@ -12,7 +12,8 @@ import sys
 from .errors import PerfkitError
 
 #: Modules that add sub-commands (each defines ``register(subparsers)``).
-COMMAND_MODULES = ("perfkit.cli_core", "perfkit.demo", "perfkit.server.cli", "perfkit.sweeps.cli", "perfkit.calibration.cli")
+COMMAND_MODULES = ("perfkit.cli_core", "perfkit.demo", "perfkit.server.cli", "perfkit.sweeps.cli",
+                   "perfkit.calibration.cli", "perfkit.figures")
 
 
 def build_parser() -> argparse.ArgumentParser:

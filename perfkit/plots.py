@@ -113,15 +113,16 @@ def latency_vs_batch(frame: pd.DataFrame, ax=None, by: str | None = None, x: str
 
 
 def pareto_front(frame: pd.DataFrame, ax=None, x: str = "tpot_ms", y: str = "throughput_tokens_s",
-                 front: str = "pareto", color: str | None = None):
-    """Every configuration as a grey dot, the rows flagged in column ``front`` joined as the Pareto front;
-    with ``color``, the front's markers are coloured by that column."""
+                 front: pd.DataFrame | str = "pareto", color: str | None = None):
+    """Every configuration as a grey dot and the Pareto front joined in black: ``front`` is the front's rows
+    (e.g. :func:`perfkit.sweeps.pareto_front`) or the name of a boolean column of ``frame`` flagging them.
+    With ``color``, the front's markers are coloured by that column."""
     ax = _ax(ax)
     ax.scatter(frame[x], frame[y], s=8, color="0.75", label="configurations")
-    best = frame[frame[front].astype(bool)].sort_values(x)
+    best = (frame[frame[front].astype(bool)] if isinstance(front, str) else front).sort_values(x)
     ax.plot(best[x], best[y], color="black", lw=1, zorder=2)
     if color:
-        points = ax.scatter(best[x], best[y], c=best[color], s=40, zorder=3, cmap="viridis")
+        points = ax.scatter(best[x], best[y], c=best[color], s=40, zorder=3, cmap="viridis", label="Pareto front")
         ax.figure.colorbar(points, ax=ax, label=label(color))
     else:
         ax.scatter(best[x], best[y], s=40, color="#C44E52", zorder=3, label="Pareto front")

@@ -196,4 +196,4 @@ def test_comparison_panel_compares_parallelism_variants_with_charts():
     assert panel.frame.loc["TP8", "memory_per_chip_gb"] < panel.frame.loc["TP4", "memory_per_chip_gb"]
     first = panel.chart.value
     panel.forms[0].batch_size.value = 1
-    assert panel.chart.value != first and panel.frame.loc["TP4", "batch_size"] == 1
+    assert panel.chart.value != first and panel.frame.loc[panel.labels[0], "batch_size"] == 1

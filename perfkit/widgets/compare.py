@@ -6,7 +6,7 @@ from typing import Mapping
 
 import ipywidgets as w
 
-from .. import api, plots
+from .. import api, figures
 from ..errors import PerfkitError
 from . import frames, render
 from .examples import SEED_COMPARISON
@@ -14,8 +14,6 @@ from .form import ConfigForm
 
 #: Rows of the comparison table: what each configuration is, then its figures.
 TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", *frames.HEADLINE)
-#: Figures drawn as bars, one chart each.
-CHART_FIGURES = ("ttft_ms", "tpot_ms", "throughput_tokens_s")
 
 
 class ComparisonPanel:
@@ -132,9 +130,4 @@ class ComparisonPanel:
             self.chart.value = self._draw()
 
     def _draw(self) -> bytes:
-        fig, axes = render.figure(len(CHART_FIGURES) + 1, width=3.3, height=3.4)
-        for ax, column in zip(axes, CHART_FIGURES):
-            plots.comparison_bars(self.frame, column, ax=ax)
-        plots.memory_breakdown(frames.memory_frame(self.frame), ax=axes[-1])
-        fig.suptitle("\n".join(frames.captions(self.frame)), fontsize=9)
-        return render.png(fig)
+        return figures.png(figures.comparison_figure(self.frame))

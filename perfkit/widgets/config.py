@@ -6,7 +6,7 @@ from typing import Mapping
 
 import ipywidgets as w
 
-from .. import api, plots
+from .. import api, figures, plots
 from ..errors import PerfkitError
 from . import frames, render
 from .form import ConfigForm
@@ -105,7 +105,7 @@ class ConfigPanel:
             self.layer_json.value = render.json_text(self.layer_responses[(layer_type, phase)])
 
     def _draw(self) -> bytes:
-        fig, (left, right) = render.figure(2, width=4.8)
+        fig, (left, right) = figures.new_figure(2, width=4.8)
         plots.memory_breakdown(frames.memory_frame(self.frame), ax=left)
         plots.roofline(self.layers_frame, ax=right)
-        return render.png(fig)
+        return figures.png(fig)

@@ -37,14 +37,27 @@ SEED_COMPARISON = {
 }
 
 
-def parallelism_variants(model_id: str = LLAMA_70B, hardware: str = "nvidia_h100_hgx", batch_size: int = 16,
-                         input_seq: int = 2048, output_seq: int = 256) -> dict[str, dict]:
-    """One model on one system split four ways: TP=4, TP=8, TP=4 with two pipeline stages, TP=8 in fp8."""
+def parallelism_variants(model_id: str = LLAMA_70B, hardware: str = "nvidia_h100_hgx", batch_size: int = 32,
+                         input_seq: int = 4096, output_seq: int = 512) -> dict[str, dict]:
+    """One model on one system split five ways: TP=2, 4 and 8, TP=4 with two pipeline stages, TP=8 in fp8."""
     base = {"model_id": model_id, "hardware_config": hardware, "batch_size": batch_size,
             "input_seq": input_seq, "output_seq": output_seq}
     return {
+        "TP2": {**base, "layers": tensor_parallel(2)},
         "TP4": {**base, "layers": tensor_parallel(4)},
         "TP8": {**base, "layers": tensor_parallel(8)},
         "TP4 x PP2": {**base, "layers": tensor_parallel(4), "pipeline_parallel": 2},
         "TP8 fp8": {**base, "layers": tensor_parallel(8, "fp8"), "kv_dtype": "fp8"},
     }
+
+
+#: The sweep of notebook 02 and of the README's Pareto picture.
+SWEEP_GRID = {
+    "model_id": "meta-llama/Llama-3.1-70B",
+    "hardware_config": ["nvidia_h100_hgx", "nvidia_h200_hgx", "nvidia_b200_hgx"],
+    "batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    "input_seq": [1024, 4096],
+    "output_seq": 256,
+    "layers": {"all": {"tensor_parallel": [1, 2, 4, 8], "dtype": ["bf16", "fp8"]}},
+}
+SWEEP_TITLE = "Llama-3.1-70B on H100, H200 and B200 servers: TPOT against throughput"

@@ -1,28 +1,10 @@
-"""Drawing charts into widgets: a matplotlib Figure (no pyplot state) rendered to PNG bytes, and tables as
-HTML."""
+"""What panels show as text: tables as HTML, responses as the API's JSON, messages."""
 from __future__ import annotations
 
 import html
-import io
 import json
 
 import pandas as pd
-
-
-def figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
-    """A new Figure with ``ncols`` axes side by side, built without pyplot (so nothing global changes)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
-
-
-def png(fig) -> bytes:
-    """The Figure as PNG bytes (for ``ipywidgets.Image`` and for files)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return buf.getvalue()
 
 
 #: Table style: numbers right-aligned, a little air between columns.
