@@ -115,6 +115,13 @@ def test_config_panel_follows_the_widgets():
     assert panel.response["system"]["num_chips"] == 4
     # weights are sharded four ways: the busiest chip holds less than before
     assert panel.response["memory"]["memory_per_chip_gb"] < before["memory"]["memory_per_chip_gb"]
+    # the serving options beyond the seed are offered from the catalog and sent only when changed
+    assert "serving_engine" not in panel.request()
+    assert list(panel.form.serving_engine.options) == catalog.list_serving_engines()
+    panel.form.serving_engine.value = "vllm"
+    panel.form.serving_mode.value = "continuous"
+    assert panel.request()["serving_engine"] == "vllm" and panel.request()["serving_mode"] == "continuous"
+    assert panel.response == perfkit.system_metrics(panel.request()) and panel.error == ""
 
 
 def test_config_panel_explains_a_layout_that_cannot_run():

@@ -13,12 +13,16 @@ import ipywidgets as w
 
 from .. import api, catalog
 from ..engine.layout import valid_tensor_parallel
+from ..engine.system import SERVING_MODES
 
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
 #: Largest degree offered in a drop-down (the biggest scale-up domains in the catalog hold 72 chips).
 MAX_DEGREE = 64
 SHORT = {"tensor_parallel": "TP", "context_parallel": "CP", "sequence_parallel": "SP",
          "expert_parallel": "EP", "data_parallel": "DP"}
+
+#: Request fields beyond the seed that the form offers, with the value the API assumes when they are absent.
+OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "serving_mode": "static", "serving_engine": "generic"}
 
 DEFAULT_REQUEST = {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "hardware_config": "nvidia_gb200_single",
                    "batch_size": 1, "input_seq": 2048, "output_seq": 128}
@@ -64,16 +68,22 @@ class ConfigForm:
                                            layout=wide)
         self.pipeline_parallel = w.Dropdown(options=[1], value=1, description="pipeline stages", style=style,
                                             layout=wide)
+        self.serving_mode = w.Dropdown(options=SERVING_MODES, value=SERVING_MODES[0], description="batching",
+                                       style=style, layout=wide)
+        self.serving_engine = w.Dropdown(options=catalog.list_serving_engines(), value="generic",
+                                         description="serving engine", style=style, layout=wide)
         self.degrees: dict[str, dict[str, w.Dropdown]] = {}  # layer type -> degree -> drop-down
         self.dtypes: dict[str, w.Dropdown] = {}
         self.layers_box = w.VBox()
-        for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel"):
+        for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel",
+                     "serving_mode", "serving_engine"):
             getattr(self, name).add_class(f"perfkit-{name}")  # CSS hooks for the browser test
             if name != "model":
                 getattr(self, name).observe(self._changed, names="value")
         self.model.observe(self._model_changed, names="value")
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
+                              self.serving_mode, self.serving_engine,
                               w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box])
         self.set_request(request or DEFAULT_REQUEST, notify=False)
 
@@ -119,8 +129,10 @@ class ConfigForm:
                 "output_seq": self.output_seq.value,
                 "layers": {name: {**{d: box.value for d, box in boxes.items()}, "dtype": self.dtypes[name].value}
                            for name, boxes in self.degrees.items()}}
-        if self.pipeline_parallel.value != 1:
-            body["pipeline_parallel"] = self.pipeline_parallel.value
+        # extra fields beyond the seed are sent only when they differ from the API's defaults
+        for key, default in OPTIONAL_DEFAULTS.items():
+            if getattr(self, key).value != default:
+                body[key] = getattr(self, key).value
         return body
 
     def set_request(self, request: Mapping, notify: bool = True) -> None:
@@ -137,7 +149,8 @@ class ConfigForm:
             self.hardware.value = catalog.hardware_spec(request["hardware_config"]).name
             for key in ("batch_size", "input_seq", "output_seq"):
                 getattr(self, key).value = int(request.get(key, getattr(self, key).value))
-            self._set_choice(self.pipeline_parallel, request.get("pipeline_parallel", 1), "pipeline_parallel")
+            for key, default in OPTIONAL_DEFAULTS.items():
+                self._set_choice(getattr(self, key), request.get(key, default), key)
             for name, settings in request.get("layers", {}).items():
                 if name not in self.degrees:
                     raise PerfkitError(f"unknown layer type {name!r}; valid choices: {', '.join(self.degrees)}",
