@@ -189,3 +189,23 @@ def predicted_vs_measured(frame: pd.DataFrame, predicted: str, measured: str, ax
         ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.2)
     return ax
+
+
+def error_histogram(frame: pd.DataFrame, column: str, ax=None, by: str | None = None, bins: int = 40):
+    """Histogram of an error column (e.g. ``log2(predicted / measured)``), one outline per value of ``by``,
+    with the zero line of perfect agreement."""
+    import numpy as np
+
+    ax = _ax(ax)
+    values = frame[column].replace([np.inf, -np.inf], np.nan).dropna()
+    edges = np.histogram_bin_edges(values, bins=bins) if len(values) else bins
+    groups = frame.groupby(by, sort=True) if by else [(None, frame)]
+    for key, group in groups:
+        ax.hist(group[column].replace([np.inf, -np.inf], np.nan).dropna(), bins=edges, histtype="step", lw=1.5,
+                label=None if key is None else f"{key} ({len(group)})")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_xlabel(label(column))
+    ax.set_ylabel("measured points")
+    if by:
+        ax.legend(fontsize=7)
+    return ax

@@ -159,3 +159,12 @@ def test_predicted_vs_measured_plots_pairs_and_diagonal():
     assert ax.collections[0].get_offsets().tolist() == [[1.0, 2.0], [10.0, 9.0], [100.0, 120.0]]
     diagonal = ax.lines[0]
     assert list(diagonal.get_xdata()) == list(diagonal.get_ydata())
+
+
+def test_error_histogram_counts_every_finite_point():
+    frame = pd.DataFrame({"err": [-1.0, -0.5, 0.0, 0.1, 0.2, np.inf], "mode": list("aabbbb")})
+    ax = plots.error_histogram(frame, "err", ax=new_ax(), by="mode", bins=4)
+    counted = sum(p.get_path().vertices[:, 1].max() > 0 for p in ax.patches)
+    assert counted == 2  # one outline per mode
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (2)", "b (4)"]
+    assert ax.lines[0].get_xdata()[0] == 0  # the zero line
