@@ -21,7 +21,9 @@ COLORS = {"weights_gb": "#4C72B0", "kv_cache_gb": "#DD8452", "activation_gb": "#
           "compute": "#4C72B0", "memory": "#DD8452", "communication": "#C44E52",
           "ttft_ms": "#4C72B0", "tpot_ms": "#DD8452"}
 LABELS = {"ttft_ms": "TTFT (ms)", "tpot_ms": "TPOT (ms)", "throughput_tokens_s": "throughput (tokens/s)",
-          "total_latency_ms": "total latency (ms)", "memory_per_chip_gb": "memory per chip (GB)",
+          "total_latency_ms": "total latency (ms)", "throughput_per_chip_tokens_s": "throughput per chip (tokens/s)",
+          "layers.all.tensor_parallel": "tensor parallel", "layers.all.dtype": "dtype",
+          "hardware_config": "hardware", "memory_per_chip_gb": "memory per chip (GB)",
           "batch_size": "batch size", "input_seq": "input tokens", "output_seq": "output tokens",
           "num_chips": "chips", "weights_gb": "weights", "kv_cache_gb": "KV cache",
           "activation_gb": "activations"}
@@ -33,6 +35,27 @@ def _ax(ax):
 
         ax = plt.gca()
     return ax
+
+
+def short(value: float) -> str:
+    """A number in at most four characters or so: 0.52, 7.3, 412, 3.1k, 12k, 1.2M."""
+    if value != value:
+        return ""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2g}{suffix}" if abs(value) < 10 * scale else f"{value / scale:.0f}{suffix}"
+    return f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
+
+
+def _plain_log(ax, *axes: str) -> None:
+    """Log axes labelled 1, 10, 100 (and 2, 5 between) rather than 10^k."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    for name in axes:
+        axis = getattr(ax, f"{name}axis")
+        axis.set_major_formatter(FuncFormatter(lambda v, _: short(v)))
+        axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)))
 
 
 def label(column: str) -> str:
@@ -95,6 +118,8 @@ def memory_breakdown(memory: pd.DataFrame, ax=None):
 
 def latency_vs_batch(frame: pd.DataFrame, ax=None, by: str | None = None, x: str = "batch_size"):
     """TTFT (solid) and TPOT (dashed) against the batch size, one pair of lines per value of ``by``."""
+    from matplotlib.ticker import FuncFormatter
+
     ax = _ax(ax)
     groups = frame.groupby(by, sort=True) if by else [(None, frame)]
     for key, group in groups:
@@ -104,6 +129,8 @@ def latency_vs_batch(frame: pd.DataFrame, ax=None, by: str | None = None, x: str
         ax.plot(group[x], group["tpot_ms"], marker="s", ls="--", color=line.get_color(), label="TPOT" + suffix)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    _plain_log(ax, "y")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(label(x))
     ax.set_ylabel("ms")
     ax.set_title("TTFT and TPOT against batch size")
@@ -128,6 +155,7 @@ def pareto_front(frame: pd.DataFrame, ax=None, x: str = "tpot_ms", y: str = "thr
         ax.scatter(best[x], best[y], s=40, color="#C44E52", zorder=3, label="Pareto front")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log(ax, "x", "y")
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     ax.set_title("Pareto front")
@@ -141,14 +169,14 @@ def comparison_bars(frame: pd.DataFrame, column: str, ax=None):
     ax = _ax(ax)
     names = [str(i) for i in frame.index]
     bars = ax.bar(names, frame[column], color=[f"C{i}" for i in range(len(names))])
-    ax.bar_label(bars, labels=[f"{v:,.3g}" for v in frame[column]], fontsize=8)
+    ax.bar_label(bars, labels=[short(v) for v in frame[column]], fontsize=8)
     ax.set_title(label(column))
     ax.tick_params(axis="x", labelrotation=15, labelsize=8)
     ax.margins(y=0.15)
     return ax
 
 
-def heatmap(table: pd.DataFrame, ax=None, value: str = "", fmt: str = "{:,.3g}"):
+def heatmap(table: pd.DataFrame, ax=None, value: str = ""):
     """A pivoted table (index on the y axis, columns on the x axis) as coloured cells with their values;
     empty cells (configurations that cannot run) stay blank."""
     import numpy as np
@@ -161,7 +189,7 @@ def heatmap(table: pd.DataFrame, ax=None, value: str = "", fmt: str = "{:,.3g}")
     ax.set_ylabel(label(str(table.index.name or "")))
     for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
         if v == v:  # NaN: a configuration that cannot run stays blank
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white")
+            ax.text(j, i, short(v), ha="center", va="center", fontsize=7, color="white")
     ax.figure.colorbar(image, ax=ax, label=label(value) if value else None)
     ax.set_title(label(value) if value else "")
     return ax
@@ -183,6 +211,7 @@ def predicted_vs_measured(frame: pd.DataFrame, predicted: str, measured: str, ax
     ax.plot([lo, hi], [lo / 2, hi / 2], color="0.6", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log(ax, "x", "y")
     ax.set_xlabel(f"measured {label(measured)}")
     ax.set_ylabel(f"predicted {label(predicted)}")
     if by:

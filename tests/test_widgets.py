@@ -204,3 +204,76 @@ def test_comparison_panel_compares_parallelism_variants_with_charts():
     first = panel.chart.value
     panel.forms[0].batch_size.value = 1
     assert panel.chart.value != first and panel.frame.loc[panel.labels[0], "batch_size"] == 1
+
+
+# -- the sweep panel -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sweep_panel():
+    pytest.importorskip("perfkit.sweeps", reason="the sweep panel runs perfkit.sweep")
+    from perfkit.widgets import SweepPanel
+
+    panel = SweepPanel({"model_id": LLAMA_8B, "hardware_config": ["nvidia_h100_hgx", "nvidia_l40s_server"],
+                        "batch_size": [1, 16, 256], "input_seq": [1024], "output_seq": [128],
+                        "layers": {"all": {"tensor_parallel": [1, 2], "dtype": ["bf16", "fp8"]}}}, charts=False)
+    return panel
+
+
+def test_sweep_panel_runs_the_grid_its_widgets_describe(sweep_panel):
+    from perfkit.sweeps import pareto_front
+
+    panel = sweep_panel
+    panel.run()
+    assert panel.error == ""
+    expected = perfkit.sweep(panel.grid())
+    assert len(panel.table) == len(expected) == 2 * 3 * 2 * 2
+    assert (panel.table["tpot_ms"].to_numpy() == expected["tpot_ms"].to_numpy()).all()
+    assert panel.front.index.tolist() == pareto_front(expected, x="tpot_ms", y="throughput_per_chip_tokens_s").index.tolist()
+    assert f"{len(expected)} configurations" in panel.status.value
+    assert panel.best["ttft_ms"] <= panel.max_ttft_ms.value and panel.best["tpot_ms"] <= panel.max_tpot_ms.value
+    assert panel.best["valid"] and "best" in panel.best_table.value
+    # the front's rows are the table's own rows, best throughput per chip for each TPOT
+    assert panel.front["tpot_ms"].is_monotonic_increasing
+
+
+def test_sweep_panel_offers_only_degrees_that_split_the_model(sweep_panel):
+    panel = sweep_panel
+    spec = catalog.model_spec(LLAMA_8B)
+    assert all(spec.num_heads % t == 0 and spec.intermediate_size % t == 0 for t in panel.tensor_parallel.options)
+    panel.model.value = "Qwen/Qwen2.5-7B-Instruct"  # 28 heads, 4 KV heads: no TP=8
+    assert 8 not in panel.tensor_parallel.options and set(panel.tensor_parallel.value) <= {1, 2}
+    assert list(panel.dtypes.options) == perfkit.layers("Qwen/Qwen2.5-7B-Instruct")["layers"][0]["available_dtypes"]
+
+
+def test_sweep_panel_explains_bad_ranges_and_impossible_budgets(sweep_panel):
+    panel = sweep_panel
+    panel.batch_sizes.value = "1, two, 4"
+    panel.run()
+    assert "batch_size" in panel.error and "1, two, 4" in panel.status.value and panel.table is None
+    panel.batch_sizes.value = "1, 4"
+    panel.hardware.value = ()
+    panel.run()
+    assert "at least one hardware" in panel.error
+    panel.hardware.value = ("nvidia_h100_hgx",)
+    panel.max_tpot_ms.value = 0.001
+    panel.run()
+    assert panel.error == "" and panel.best is None and "no configuration" in panel.best_table.value
+
+
+def test_sweep_panel_draws_heatmaps_and_exports_csv(sweep_panel, tmp_path):
+    import pandas as pd
+
+    panel = sweep_panel
+    panel._charts = True
+    panel.run()
+    assert panel.pareto_chart.value[:4] == b"\x89PNG"
+    first = panel.heatmap_chart.value
+    assert set(panel.heat_x.options) >= {"batch_size", "hardware_config"}
+    panel.heat_value.value = "tpot_ms"
+    assert panel.heatmap_chart.value != first
+    panel.csv_path.value = str(tmp_path / "sub" / "sweep.csv")
+    path = panel.export()
+    written = pd.read_csv(path)
+    assert len(written) == len(panel.table) and "reason" in written.columns
+    assert str(len(panel.table)) in panel.export_status.value
