@@ -87,12 +87,12 @@ def readme_figures() -> dict[str, object]:
                                     title="Llama-3.3-70B-Instruct on H100 servers, batch 32, 4096 + 512 tokens"),
     }
     if importlib.util.find_spec("perfkit.sweeps") is not None:
-        from .sweeps import pareto_front, sweep
+        from .sweeps import pareto_front
 
-        table = sweep(examples.SWEEP_GRID)
-        front = pareto_front(table, x="tpot_ms", y="throughput_tokens_s")
-        out["pareto.png"] = pareto_figure(table[table["valid"]], front, color="num_chips",
-                                          title=examples.SWEEP_TITLE)
+        table = frames.sweep_table(examples.SWEEP_GRID)
+        front = pareto_front(table, x="tpot_ms", y="throughput_per_chip_tokens_s")
+        out["pareto.png"] = pareto_figure(table[table["valid"]], front, y="throughput_per_chip_tokens_s",
+                                          color="num_chips", title=examples.SWEEP_TITLE)
     return out
 
 

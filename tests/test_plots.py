@@ -87,14 +87,6 @@ def test_layer_frame_covers_every_layer_and_phase():
     assert (decode["flops_per_byte"].to_numpy() < prefill["flops_per_byte"].to_numpy()).all()
 
 
-def test_pareto_mask_keeps_exactly_the_undominated_rows():
-    frame = pd.DataFrame({"tpot_ms": [1.0, 2.0, 2.0, 3.0, 4.0, 5.0],
-                          "throughput_tokens_s": [10.0, 30.0, 20.0, 25.0, 50.0, 50.0]},
-                         index=list("abcdef"))
-    mask = frames.pareto_mask(frame)
-    assert list(frame.index[mask]) == ["a", "b", "e"]
-
-
 # -- charts ----------------------------------------------------------------------------------------------------
 
 
@@ -136,12 +128,14 @@ def test_latency_vs_batch_draws_ttft_and_tpot():
     assert np.all(np.diff(ttft.get_ydata()) >= 0)
 
 
-def test_pareto_front_joins_the_flagged_rows():
-    frame = pd.DataFrame({"tpot_ms": [1.0, 2.0, 2.0, 4.0], "throughput_tokens_s": [10.0, 30.0, 20.0, 50.0]})
-    frame["pareto"] = frames.pareto_mask(frame)
-    ax = plots.pareto_front(frame, ax=new_ax())
-    line = ax.lines[0]
-    assert list(line.get_xdata()) == [1.0, 2.0, 4.0] and list(line.get_ydata()) == [10.0, 30.0, 50.0]
+def test_pareto_front_joins_the_front_rows():
+    frame = pd.DataFrame({"tpot_ms": [1.0, 2.0, 2.0, 4.0], "throughput_tokens_s": [10.0, 30.0, 20.0, 50.0],
+                          "pareto": [True, True, False, True]})
+    for front in ("pareto", frame.iloc[[3, 0, 1]]):  # a flag column, or the front's rows in any order
+        ax = plots.pareto_front(frame, ax=new_ax(), front=front)
+        line = ax.lines[0]
+        assert list(line.get_xdata()) == [1.0, 2.0, 4.0] and list(line.get_ydata()) == [10.0, 30.0, 50.0]
+        assert len(ax.collections[0].get_offsets()) == 4  # every configuration is drawn
 
 
 def test_heatmap_shows_the_pivot_and_leaves_holes_blank():

@@ -60,4 +60,4 @@ SWEEP_GRID = {
     "output_seq": 256,
     "layers": {"all": {"tensor_parallel": [1, 2, 4, 8], "dtype": ["bf16", "fp8"]}},
 }
-SWEEP_TITLE = "Llama-3.1-70B on H100, H200 and B200 servers: TPOT against throughput"
+SWEEP_TITLE = "Llama-3.1-70B on H100, H200 and B200 servers"

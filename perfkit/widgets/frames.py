@@ -160,16 +160,18 @@ def layer_frame(request: Mapping, responses: Mapping[tuple[str, str], Mapping] |
     return pd.DataFrame(rows)
 
 
+def sweep_table(grid: Mapping) -> pd.DataFrame:
+    """:func:`perfkit.sweep` of ``grid``, plus the figures the sweep's analysis derives (throughput per chip)
+    as columns, so that charts can read them."""
+    from ..sweeps import sweep
+    from ..sweeps.analysis import DERIVED
+
+    table = sweep(dict(grid))
+    return table.assign(**{name: derive(table) for name, derive in DERIVED.items()})
+
+
 def heatmap_table(table: pd.DataFrame, x: str, y: str, value: str, best: str = "min") -> pd.DataFrame:
     """``value`` of the configurations that run, pivoted with ``y`` down and ``x`` across; where other axes
     vary, each cell holds the best (``"min"`` or ``"max"``) of them. Empty cells: nothing runs there."""
     runs = table[table["valid"].astype(bool)] if "valid" in table.columns else table
     return runs.pivot_table(index=y, columns=x, values=value, aggfunc=best).sort_index().sort_index(axis=1)
-
-
-def pareto_mask(frame: pd.DataFrame, minimize: str = "tpot_ms", maximize: str = "throughput_tokens_s") -> pd.Series:
-    """Rows no other row beats on both ``minimize`` (lower is better) and ``maximize`` (higher is better)."""
-    order = frame.sort_values([minimize, maximize], ascending=[True, False])
-    best = order[maximize].cummax().shift(fill_value=-np.inf)
-    front = order[maximize] > best
-    return front.reindex(frame.index)

@@ -129,7 +129,7 @@ class SweepPanel:
         from ..sweeps import best_config, pareto_front
 
         try:
-            table = api_sweep(self.grid())
+            table = frames.sweep_table(self.grid())
         except PerfkitError as exc:
             self.error = exc.message
             self.status.value = render.message_html(exc.message)
@@ -179,16 +179,6 @@ class SweepPanel:
         self.export_status.value = render.message_html(f"wrote {len(self.table):,} rows to {path.resolve()}",
                                                        error=False)
         return path
-
-
-def api_sweep(grid: Mapping):
-    """:func:`perfkit.sweep` of ``grid``, with the figures the sweep's analysis derives (throughput per chip)
-    added as columns."""
-    from ..sweeps import sweep
-    from ..sweeps.analysis import DERIVED
-
-    table = sweep(dict(grid))
-    return table.assign(**{name: derive(table) for name, derive in DERIVED.items()})
 
 
 def _text(values) -> str:
