@@ -101,23 +101,23 @@ class ConfigForm:
         for layer in layers:
             name = layer["type"]
             self.degrees[name] = {}
-            cells = [w.HTML(f"{name}", layout=w.Layout(width="90px"))]
+            cells = [w.HTML(f"{name}", layout=w.Layout(width="80px"))]
             for degree in layer["available_parallelism"]:
                 options = degree_options(model_id, layer, degree)
                 value = before.get((name, degree), 1)
                 box = w.Dropdown(options=options, value=value if value in options else 1, description=SHORT[degree],
-                                 style={"description_width": "24px"}, layout=w.Layout(width="105px"))
+                                 style={"description_width": "24px"}, layout=w.Layout(width="92px"))
                 box.observe(self._changed, names="value")
                 box.add_class(f"perfkit-{name}-{degree}")
                 self.degrees[name][degree] = box
                 cells.append(box)
             dtype = w.Dropdown(options=layer["available_dtypes"], value=spec.default_dtype(name),
                                description="dtype", style={"description_width": "38px"},
-                               layout=w.Layout(width="115px"))
+                               layout=w.Layout(width="110px"))
             dtype.observe(self._changed, names="value")
             self.dtypes[name] = dtype
             cells.append(dtype)
-            rows.append(w.HBox(cells))
+            rows.append(w.HBox(cells, layout=w.Layout(flex_flow="row wrap")))
         self.layers_box.children = rows
 
     # -- reading and writing -------------------------------------------------------------------------------
