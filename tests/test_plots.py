@@ -2,6 +2,8 @@
 responses' numbers and the physics of memory per chip."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,3 +164,28 @@ def test_error_histogram_counts_every_finite_point():
     assert counted == 2  # one outline per mode
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (2)", "b (4)"]
     assert ax.lines[0].get_xdata()[0] == 0  # the zero line
+
+
+# -- the README's pictures and the docstring examples ----------------------------------------------------------
+
+
+def test_perfkit_figures_writes_the_readme_pictures(tmp_path):
+    from perfkit import cli
+
+    assert cli.main(["figures", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["comparison.png", "memory.png", "pareto.png"]
+    for path in tmp_path.iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    # the README shows exactly these pictures
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert all(f"docs/images/{name}" in readme for name in written)
+
+
+@pytest.mark.parametrize("module", ["perfkit.plots", "perfkit.figures", "perfkit.widgets.frames"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -277,3 +277,13 @@ def test_sweep_panel_draws_heatmaps_and_exports_csv(sweep_panel, tmp_path):
     written = pd.read_csv(path)
     assert len(written) == len(panel.table) and "reason" in written.columns
     assert str(len(panel.table)) in panel.export_status.value
+
+
+@pytest.mark.parametrize("module", ["perfkit.widgets", "perfkit.widgets.form", "perfkit.widgets.config",
+                                    "perfkit.widgets.compare", "perfkit.widgets.sweep"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
