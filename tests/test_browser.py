@@ -7,6 +7,7 @@ The browser is required, not optional: without it the test fails and says how to
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -40,9 +41,7 @@ def _free_port() -> int:
 @pytest.fixture
 def voila_url(tmp_path):
     """Voila serving the comparison notebook on a free local port (stopped after the test)."""
-    try:
-        import voila  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("voila") is None:
         pytest.fail(f"voila is not installed; it is part of the notebooks extra: {INSTALL}")
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
