@@ -137,6 +137,28 @@ def test_config_panel_explains_a_layout_that_cannot_run():
     assert panel.error == "" and panel.response["system"]["num_chips"] == 8
 
 
+def test_random_edits_are_answered_or_explained_never_raised():
+    import random
+
+    rng = random.Random(5)
+    panel = ConfigPanel(charts=False)
+    explained = 0
+    for model_id in perfkit.list_models():
+        panel.form.model.value = model_id
+        for _ in range(12):
+            form = panel.form
+            boxes = [*(b for d in form.degrees.values() for b in d.values()), *form.dtypes.values(),
+                     form.hardware, form.pipeline_parallel, form.serving_mode, form.serving_engine]
+            box = rng.choice(boxes)
+            box.value = rng.choice(options(box))
+            if panel.error:
+                explained += 1
+                assert panel.response is None and "cannot run" in panel.message.value
+            else:
+                assert panel.response == perfkit.system_metrics(panel.request())
+    assert explained > 0  # the walk did meet layouts that cannot run, and each was explained
+
+
 def test_config_panel_warns_when_the_model_does_not_fit():
     panel = ConfigPanel({"model_id": "meta-llama/Llama-3.1-405B", "hardware_config": "nvidia_h100_hgx",
                          "batch_size": 1, "input_seq": 1024, "output_seq": 128}, charts=False)
