@@ -166,6 +166,13 @@ def test_config_panel_warns_when_the_model_does_not_fit():
     assert "Does not fit" in panel.message.value
 
 
+def test_a_panel_displays_as_its_widget_and_says_how_to_use_it_elsewhere():
+    panel = ConfigPanel(charts=False)
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert "run this cell" in bundle["text/plain"]
+
+
 def test_config_panel_redraws_its_charts():
     panel = ConfigPanel(examples.SEED_SYSTEM_REQUEST)
     first = panel.chart.value

@@ -62,6 +62,9 @@ class ComparisonPanel:
         self._quiet = False
         self.update()
 
+    def _repr_mimebundle_(self, **kwargs):
+        return render.mimebundle(self.widget, "ComparisonPanel")
+
     # -- configurations ------------------------------------------------------------------------------------
 
     def add(self, request: Mapping | None = None, label: str | None = None) -> None:

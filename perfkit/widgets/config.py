@@ -59,6 +59,9 @@ class ConfigPanel:
         self.widget = w.HBox([self.form.widget, w.VBox([self.message, tabs])])
         self.update()
 
+    def _repr_mimebundle_(self, **kwargs):
+        return render.mimebundle(self.widget, "ConfigPanel")
+
     def request(self) -> dict:
         """The system-metrics request the panel shows."""
         return self.form.request()

@@ -30,3 +30,11 @@ def json_text(body) -> str:
 def message_html(text: str, error: bool = True) -> str:
     color = "#b00020" if error else "#1b5e20"
     return f'<div style="color:{color};white-space:pre-wrap">{html.escape(text)}</div>' if text else ""
+
+
+def mimebundle(widget, name: str) -> dict:
+    """What a notebook shows for a panel: its widget, and where widgets cannot render (a notebook opened
+    without running it, a static viewer) one line saying how to bring it to life."""
+    bundle = widget._repr_mimebundle_()
+    bundle["text/plain"] = f"{name}: run this cell (or Run All) to use the panel"
+    return bundle

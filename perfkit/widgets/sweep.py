@@ -101,6 +101,9 @@ class SweepPanel:
             w.HBox([self.csv_path, self.export_button]), self.export_status])
         self.widget = w.VBox([inputs, results])
 
+    def _repr_mimebundle_(self, **kwargs):
+        return render.mimebundle(self.widget, "SweepPanel")
+
     def _offer(self, tensor_parallel, dtypes) -> None:
         """Tensor-parallel degrees that split both the attention heads and the feed-forward width of the
         model, and the dtypes its layers accept; keep the chosen ones that remain."""
