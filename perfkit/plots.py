@@ -110,6 +110,9 @@ def memory_breakdown(memory: pd.DataFrame, ax=None):
                label="busiest chip")
     ax.scatter(names, memory["hw_capacity_gb"], marker="_", s=900, color="#C44E52", linewidths=3, zorder=3,
                label="chip capacity")
+    for name, used, capacity in zip(names, memory["memory_per_chip_gb"], memory["hw_capacity_gb"]):
+        ax.annotate(f"{short(used)} of {short(capacity)} GB", (name, used), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=7)
     ax.set_ylabel("GB per chip")
     ax.set_title("Memory per chip")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, frameon=False)

@@ -78,8 +78,8 @@ class ComparisonPanel:
         remove = w.Button(description=f"Remove {label}", icon="trash", layout=w.Layout(width="140px"))
         remove.on_click(lambda _, label=label: self.remove(label))
         form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
-        form.widget.layout = w.Layout(border="1px solid #ccc", padding="4px", margin="2px", width="530px",
-                                      flex="0 0 auto")  # side by side, scrolling sideways rather than squeezed
+        # side by side, each keeping its width (the row scrolls sideways rather than squeezing them)
+        form.widget.layout.border, form.widget.layout.padding, form.widget.layout.margin = "1px solid #ccc", "4px", "2px"
         form.widget.add_class(f"perfkit-form-{label}")
         self.forms.append(form)
         self.labels.append(label)

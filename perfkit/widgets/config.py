@@ -77,7 +77,7 @@ class ConfigPanel:
             return
         self.error = ""
         self.response, self.layer_responses = response, layer_responses
-        self.frame = frames.system_frame({"this": request}, {"this": response})
+        self.frame = frames.system_frame({"value": request}, {"value": response})
         self.layers_frame = frames.layer_frame(request, layer_responses)
         notes = response["system"].get("notes", [])
         fits = response["system"]["fits_on_hardware"]

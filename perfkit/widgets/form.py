@@ -84,7 +84,8 @@ class ConfigForm:
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
                               self.serving_mode, self.serving_engine,
-                              w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box])
+                              w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box],
+                             layout=w.Layout(width="530px", flex="0 0 auto"))
         self.set_request(request or DEFAULT_REQUEST, notify=False)
 
     # -- building ------------------------------------------------------------------------------------------
