@@ -6,7 +6,8 @@ pictures the same way::
 
     perfkit figures --out docs/images
 
->>> from perfkit.widgets import examples, frames
+>>> from perfkit import examples
+>>> from perfkit.widgets import frames
 >>> fig = comparison_figure(frames.system_frame(examples.SEED_COMPARISON))
 >>> len(fig.axes)
 4
@@ -78,7 +79,8 @@ def pareto_figure(table: pd.DataFrame, front: pd.DataFrame, x: str = "tpot_ms", 
 
 def readme_figures() -> dict[str, object]:
     """File name -> Figure of every picture the README shows (the same configurations as the notebooks)."""
-    from .widgets import examples, frames
+    from . import examples
+    from .widgets import frames
 
     variants = examples.parallelism_variants()
     out = {

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import perfkit  # noqa: E402
 from perfkit import plots  # noqa: E402
-from perfkit.widgets import examples, frames  # noqa: E402
+from perfkit import examples  # noqa: E402
+from perfkit.widgets import frames  # noqa: E402
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
 

@@ -14,7 +14,8 @@ pytest.importorskip("ipywidgets")
 import perfkit  # noqa: E402
 from perfkit import catalog  # noqa: E402
 from perfkit.engine.layout import valid_tensor_parallel  # noqa: E402
-from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel, examples  # noqa: E402
+from perfkit import examples  # noqa: E402
+from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel  # noqa: E402
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
 MIXTRAL = "mistralai/Mixtral-8x7B-v0.1"

@@ -9,7 +9,7 @@ import ipywidgets as w
 from .. import api, figures
 from ..errors import PerfkitError
 from . import frames, render
-from .examples import SEED_COMPARISON
+from ..examples import SEED_COMPARISON
 from .form import ConfigForm
 
 #: Rows of the comparison table: what each configuration is, then its figures.
