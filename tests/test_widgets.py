@@ -72,6 +72,14 @@ def test_form_round_trips_a_request_and_rejects_what_it_cannot_show():
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"attention": {"tensor_parallel": 3}}})
     with pytest.raises(perfkit.PerfkitError, match="does not offer tensor_parallel"):
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"norm": {"tensor_parallel": 2}}})
+    with pytest.raises(perfkit.PerfkitError, match="cannot show the field 'uncertainty'"):
+        form.set_request({**examples.SEED_SYSTEM_REQUEST, "uncertainty": True})
+    # the documented extra fields round-trip
+    extra = {**examples.SEED_SYSTEM_REQUEST, "kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous"}
+    form.set_request(extra)
+    assert {k: form.request()[k] for k in ("kv_dtype", "pipeline_parallel", "serving_mode")} == \
+        {"kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous"}
+    assert "kv_dtype" not in ConfigForm(examples.SEED_SYSTEM_REQUEST).request()  # absent stays absent
     with pytest.raises(perfkit.NotFoundError, match="unknown model_id"):
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "model_id": "no/such-model"})
 
@@ -149,7 +157,7 @@ def test_random_edits_are_answered_or_explained_never_raised():
         for _ in range(12):
             form = panel.form
             boxes = [*(b for d in form.degrees.values() for b in d.values()), *form.dtypes.values(),
-                     form.hardware, form.pipeline_parallel, form.serving_mode, form.serving_engine]
+                     form.hardware, form.pipeline_parallel, form.kv_dtype, form.serving_mode, form.serving_engine]
             box = rng.choice(boxes)
             box.value = rng.choice(options(box))
             if panel.error:
@@ -229,6 +237,8 @@ def test_comparison_panel_compares_parallelism_variants_with_charts():
     variants = examples.parallelism_variants(LLAMA_8B, "nvidia_h100_hgx", batch_size=8)
     panel = ComparisonPanel(variants)
     assert list(panel.frame.index) == list(variants)
+    for label, request in variants.items():  # every field of every variant reached the API (fp8 KV cache too)
+        assert panel.responses[label] == perfkit.system_metrics(request)
     # more tensor parallelism, less memory on each chip
     assert panel.frame.loc["TP8", "memory_per_chip_gb"] < panel.frame.loc["TP4", "memory_per_chip_gb"]
     first = panel.chart.value

@@ -13,6 +13,7 @@ import ipywidgets as w
 
 from .. import api, catalog
 from ..engine.layout import valid_tensor_parallel
+from ..dtypes import DTYPES
 from ..engine.system import SERVING_MODES
 
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
@@ -22,7 +23,9 @@ SHORT = {"tensor_parallel": "TP", "context_parallel": "CP", "sequence_parallel":
          "expert_parallel": "EP", "data_parallel": "DP"}
 
 #: Request fields beyond the seed that the form offers, with the value the API assumes when they are absent.
-OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "serving_mode": "static", "serving_engine": "generic"}
+OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": None, "serving_mode": "static", "serving_engine": "generic"}
+#: Every top-level request field the form shows.
+SHOWN = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "layers", *OPTIONAL_DEFAULTS)
 
 DEFAULT_REQUEST = {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "hardware_config": "nvidia_gb200_single",
                    "batch_size": 1, "input_seq": 2048, "output_seq": 128}
@@ -68,6 +71,8 @@ class ConfigForm:
                                            layout=wide)
         self.pipeline_parallel = w.Dropdown(options=[1], value=1, description="pipeline stages", style=style,
                                             layout=wide)
+        self.kv_dtype = w.Dropdown(options=[("as attention", None), *DTYPES], value=None, description="KV cache dtype",
+                                   style=style, layout=wide)
         self.serving_mode = w.Dropdown(options=SERVING_MODES, value=SERVING_MODES[0], description="batching",
                                        style=style, layout=wide)
         self.serving_engine = w.Dropdown(options=catalog.list_serving_engines(), value="generic",
@@ -76,14 +81,14 @@ class ConfigForm:
         self.dtypes: dict[str, w.Dropdown] = {}
         self.layers_box = w.VBox()
         for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel",
-                     "serving_mode", "serving_engine"):
+                     "kv_dtype", "serving_mode", "serving_engine"):
             getattr(self, name).add_class(f"perfkit-{name}")  # CSS hooks for the browser test
             if name != "model":
                 getattr(self, name).observe(self._changed, names="value")
         self.model.observe(self._model_changed, names="value")
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
-                              self.serving_mode, self.serving_engine,
+                              self.kv_dtype, self.serving_mode, self.serving_engine,
                               w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box],
                              layout=w.Layout(width="530px", flex="0 0 auto"))
         self.set_request(request or DEFAULT_REQUEST, notify=False)
@@ -141,6 +146,10 @@ class ConfigForm:
         drop-downs do not offer is a :class:`perfkit.PerfkitError` naming it and the choices."""
         from ..errors import PerfkitError
 
+        unshown = [k for k in request if k not in SHOWN]
+        if unshown:
+            raise PerfkitError(f"the panel cannot show the field {unshown[0]!r}; it shows {', '.join(SHOWN)}",
+                               field=unshown[0])
         self._quiet = True
         try:
             if request["model_id"] not in self.model.options:
