@@ -286,6 +286,17 @@ def test_sweep_panel_offers_only_degrees_that_split_the_model(sweep_panel):
     assert list(panel.dtypes.options) == perfkit.layers("Qwen/Qwen2.5-7B-Instruct")["layers"][0]["available_dtypes"]
 
 
+def test_sweep_panel_refuses_a_grid_it_cannot_show(sweep_panel):
+    from perfkit.widgets import SweepPanel
+
+    with pytest.raises(perfkit.PerfkitError, match="cannot show 'pipeline_parallel'"):
+        SweepPanel({**sweep_panel.grid(), "pipeline_parallel": [1, 2]})
+    with pytest.raises(perfkit.PerfkitError, match="cannot show 'layers.attention'"):
+        SweepPanel({**sweep_panel.grid(), "layers": {"attention": {"context_parallel": [1, 2]}}})
+    one = SweepPanel({**sweep_panel.grid(), "hardware_config": "nvidia_h200_hgx"}, charts=False)
+    assert one.grid()["hardware_config"] == ["nvidia_h200_hgx"]
+
+
 def test_sweep_panel_explains_bad_ranges_and_impossible_budgets(sweep_panel):
     panel = sweep_panel
     panel.batch_sizes.value = "1, two, 4"

@@ -49,7 +49,7 @@ class SweepPanel:
     """
 
     def __init__(self, grid: Mapping | None = None, charts: bool = True):
-        grid = dict(grid or DEFAULT_GRID)
+        grid = _shown(grid or DEFAULT_GRID)
         self._charts = charts
         self.table = self.front = self.best = None
         self.error = ""
@@ -182,6 +182,23 @@ class SweepPanel:
         self.export_status.value = render.message_html(f"wrote {len(self.table):,} rows to {path.resolve()}",
                                                        error=False)
         return path
+
+
+def _shown(grid: Mapping) -> dict:
+    """``grid`` as the panel shows it (one model, lists of everything else); what it cannot show is an error."""
+    unshown = [k for k in grid if k not in DEFAULT_GRID]
+    settings = grid.get("layers", {})
+    unshown += [f"layers.{k}" for k in settings if k != "all"]
+    unshown += [f"layers.all.{k}" for k in settings.get("all", {}) if k not in ("tensor_parallel", "dtype")]
+    if unshown or not isinstance(grid.get("model_id"), str):
+        field = unshown[0] if unshown else "model_id"
+        raise PerfkitError(f"the sweep panel cannot show {field!r}; it sweeps one model_id over hardware_config, "
+                           "batch_size, input_seq, output_seq and layers.all.tensor_parallel / dtype "
+                           "(use perfkit.sweep for other grids)", field=field)
+    out = dict(grid)
+    hw = grid.get("hardware_config", DEFAULT_GRID["hardware_config"])
+    out["hardware_config"] = [hw] if isinstance(hw, str) else list(hw)
+    return out
 
 
 def _text(values) -> str:
