@@ -80,6 +80,9 @@ def test_form_round_trips_a_request_and_rejects_what_it_cannot_show():
     assert {k: form.request()[k] for k in ("kv_dtype", "pipeline_parallel", "serving_mode")} == \
         {"kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous"}
     assert "kv_dtype" not in ConfigForm(examples.SEED_SYSTEM_REQUEST).request()  # absent stays absent
+    # a new request starts afresh: what it leaves out is 1, not what the form showed before
+    form.set_request({k: v for k, v in examples.SEED_SYSTEM_REQUEST.items() if k != "layers"})
+    assert all(box.value == 1 for boxes in form.degrees.values() for box in boxes.values())
     with pytest.raises(perfkit.NotFoundError, match="unknown model_id"):
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "model_id": "no/such-model"})
 
@@ -269,7 +272,8 @@ def test_sweep_panel_runs_the_grid_its_widgets_describe(sweep_panel):
     expected = perfkit.sweep(panel.grid())
     assert len(panel.table) == len(expected) == 2 * 3 * 2 * 2
     assert (panel.table["tpot_ms"].to_numpy() == expected["tpot_ms"].to_numpy()).all()
-    assert panel.front.index.tolist() == pareto_front(expected, x="tpot_ms", y="throughput_per_chip_tokens_s").index.tolist()
+    front = pareto_front(expected, x="tpot_ms", y="throughput_per_chip_tokens_s")
+    assert panel.front.index.tolist() == front.index.tolist()
     assert f"{len(expected)} configurations" in panel.status.value
     assert panel.best["ttft_ms"] <= panel.max_ttft_ms.value and panel.best["tpot_ms"] <= panel.max_tpot_ms.value
     assert panel.best["valid"] and "best" in panel.best_table.value

@@ -79,7 +79,8 @@ class ComparisonPanel:
         remove.on_click(lambda _, label=label: self.remove(label))
         form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
         # side by side, each keeping its width (the row scrolls sideways rather than squeezing them)
-        form.widget.layout.border, form.widget.layout.padding, form.widget.layout.margin = "1px solid #ccc", "4px", "2px"
+        box = form.widget.layout
+        box.border, box.padding, box.margin = "1px solid #ccc", "4px", "2px"
         form.widget.add_class(f"perfkit-form-{label}")
         self.forms.append(form)
         self.labels.append(label)

@@ -12,9 +12,11 @@ from typing import Callable, Mapping
 import ipywidgets as w
 
 from .. import api, catalog
-from ..engine.layout import valid_tensor_parallel
 from ..dtypes import DTYPES
+from ..engine.layout import valid_tensor_parallel
 from ..engine.system import SERVING_MODES
+from ..errors import PerfkitError
+from ..inputs import LIMITS
 
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
 #: Largest degree offered in a drop-down (the biggest scale-up domains in the catalog hold 72 chips).
@@ -63,16 +65,16 @@ class ConfigForm:
         self.model = w.Dropdown(options=catalog.list_models(), description="model", style=style, layout=wide)
         self.hardware = w.Dropdown(options=catalog.list_hardware(), description="hardware", style=style,
                                    layout=wide)
-        self.batch_size = w.BoundedIntText(1, min=1, max=1 << 20, description="batch size", style=style,
-                                           layout=wide)
-        self.input_seq = w.BoundedIntText(2048, min=1, max=1 << 24, description="input tokens", style=style,
-                                          layout=wide)
-        self.output_seq = w.BoundedIntText(128, min=1, max=1 << 24, description="output tokens", style=style,
-                                           layout=wide)
+        self.batch_size = w.BoundedIntText(1, min=1, max=LIMITS["batch_size"], description="batch size",
+                                           style=style, layout=wide)
+        self.input_seq = w.BoundedIntText(2048, min=1, max=LIMITS["input_seq"], description="input tokens",
+                                          style=style, layout=wide)
+        self.output_seq = w.BoundedIntText(128, min=1, max=LIMITS["output_seq"], description="output tokens",
+                                           style=style, layout=wide)
         self.pipeline_parallel = w.Dropdown(options=[1], value=1, description="pipeline stages", style=style,
                                             layout=wide)
-        self.kv_dtype = w.Dropdown(options=[("as attention", None), *DTYPES], value=None, description="KV cache dtype",
-                                   style=style, layout=wide)
+        self.kv_dtype = w.Dropdown(options=[("as attention", None), *DTYPES], value=None,
+                                   description="KV cache dtype", style=style, layout=wide)
         self.serving_mode = w.Dropdown(options=SERVING_MODES, value=SERVING_MODES[0], description="batching",
                                        style=style, layout=wide)
         self.serving_engine = w.Dropdown(options=catalog.list_serving_engines(), value="generic",
@@ -144,8 +146,6 @@ class ConfigForm:
     def set_request(self, request: Mapping, notify: bool = True) -> None:
         """Show ``request`` in the widgets (then one ``on_change`` call when ``notify``); a value the
         drop-downs do not offer is a :class:`perfkit.PerfkitError` naming it and the choices."""
-        from ..errors import PerfkitError
-
         unshown = [k for k in request if k not in SHOWN]
         if unshown:
             raise PerfkitError(f"the panel cannot show the field {unshown[0]!r}; it shows {', '.join(SHOWN)}",
@@ -155,6 +155,7 @@ class ConfigForm:
             if request["model_id"] not in self.model.options:
                 catalog.model_spec(request["model_id"])  # raises NotFoundError with the choices
             self.model.value = request["model_id"]
+            self.degrees = {}  # a new request starts from degree 1 wherever it says nothing
             self._build_layers()
             self.hardware.value = catalog.hardware_spec(request["hardware_config"]).name
             for key in ("batch_size", "input_seq", "output_seq"):
@@ -180,8 +181,6 @@ class ConfigForm:
 
     @staticmethod
     def _set_choice(box: w.Dropdown, value, field: str) -> None:
-        from ..errors import PerfkitError
-
         values = [o[1] if isinstance(o, tuple) else o for o in box.options]
         if value not in values:
             raise PerfkitError(f"{field}={value!r} is not offered; valid choices: {', '.join(map(str, values))}",
