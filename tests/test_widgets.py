@@ -233,7 +233,7 @@ def test_comparison_panel_keeps_the_runnable_ones_when_one_cannot_run():
     assert set(panel.errors) == {"B"} and "must divide" in panel.errors["B"]
     assert list(panel.frame.index) == ["A"]
     assert "B cannot run" in panel.message.value
-    assert json.loads(panel.result_json.value)["B"]["error"] == panel.errors["B"]
+    assert json.loads(panel.result_json.value)["B"] == {"error": panel.errors["B"], "field": "layers"}
 
 
 def test_comparison_panel_compares_parallelism_variants_with_charts():

@@ -114,20 +114,20 @@ class ComparisonPanel:
         if self._quiet:
             return
         requests = self.requests()
-        self.responses, self.errors = {}, {}
+        self.responses, self.errors, bodies = {}, {}, {}
         for label, request in requests.items():
             try:
-                self.responses[label] = api.system_metrics(request)
+                self.responses[label] = bodies[label] = api.system_metrics(request)
             except PerfkitError as exc:
                 self.errors[label] = exc.message
+                bodies[label] = exc.to_dict()  # what the API answers with its 400
         lines = [f"{label} cannot run: {text}" for label, text in self.errors.items()]
         notes = [f"{label}: {note}" for label, r in self.responses.items() for note in r["system"].get("notes", [])]
         self.message.value = render.message_html("\n".join(lines)) + render.message_html("\n".join(notes), False)
-        self.result_json.value = render.json_text(
-            {label: self.responses.get(label) or {"error": self.errors[label]} for label in requests})
+        self.result_json.value = render.json_text(bodies)
         if not self.responses:
             self.frame = None
-            self.table.value = ""
+            self.table.value, self.chart.value = "", b""
             return
         self.frame = frames.system_frame({k: requests[k] for k in self.responses}, self.responses)
         self.table.value = render.table_html(frames.comparison_table(self.frame, TABLE_ROWS))

@@ -98,6 +98,7 @@ class ConfigPanel:
         self.message.value = render.message_html(f"This configuration cannot run: {exc.message}")
         for box in (self.table, self.layer_table):
             box.value = ""
+        self.chart.value = b""
         self.result_json.value = render.json_text(exc.to_dict())
         self.layer_json.value = ""
 
