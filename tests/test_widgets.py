@@ -316,6 +316,18 @@ def test_sweep_panel_explains_bad_ranges_and_impossible_budgets(sweep_panel):
     assert panel.error == "" and panel.best is None and "no configuration" in panel.best_table.value
 
 
+def test_sweep_panel_with_nothing_that_fits_says_so(sweep_panel):
+    panel = sweep_panel
+    panel._charts = True
+    panel.model.value = "meta-llama/Llama-3.1-405B"
+    panel.hardware.value = ("nvidia_l40s_server",)
+    panel.tensor_parallel.value = (1,)
+    panel.run()
+    assert panel.error == "" and int(panel.table["valid"].sum()) == 0
+    assert "0 run" in panel.status.value and panel.best is None and panel.pareto_chart.value == b""
+    panel.heat_x.value = panel.heat_y.value  # the same axis twice draws nothing rather than failing
+
+
 def test_sweep_panel_draws_heatmaps_and_exports_csv(sweep_panel, tmp_path):
     import pandas as pd
 

@@ -52,6 +52,7 @@ class SweepPanel:
         grid = _shown(grid or DEFAULT_GRID)
         self._charts = charts
         self.table = self.front = self.best = None
+        self._table_shown = None  # the table the heatmap pickers describe
         self.error = ""
         style = {"description_width": "120px"}
         wide = w.Layout(width="420px")
@@ -152,9 +153,14 @@ class SweepPanel:
             self.best_table.value = render.message_html(exc.message)
         self.front_table.value = render.table_html(self.front[_present(FRONT_COLUMNS, table)])
         axes = [a for a in table.attrs.get("axes", []) if table[a].nunique() > 1] or ["batch_size"]
+        self._table_shown = None  # no heatmap while the axis pickers change under it
         self.heat_x.options, self.heat_y.options = axes, axes
         self.heat_x.value = "batch_size" if "batch_size" in axes else axes[0]
         self.heat_y.value = next((a for a in axes if a != self.heat_x.value), axes[0])
+        self._table_shown = table
+        if runs == 0:
+            self.pareto_chart.value = self.heatmap_chart.value = b""
+            return
         if self._charts:
             fig = figures.pareto_figure(table[table["valid"]], self.front, y="throughput_per_chip_tokens_s",
                                         color="num_chips")
@@ -162,10 +168,11 @@ class SweepPanel:
         self._draw_heatmap()
 
     def _draw_heatmap(self) -> None:
-        if self.table is None or not self._charts or not self.heat_x.value or not self.heat_y.value:
+        x, y = self.heat_x.value, self.heat_y.value
+        if self._table_shown is None or not self._charts or not x or not y or x == y:
             return
         value = self.heat_value.value
-        pivot = frames.heatmap_table(self.table, self.heat_x.value, self.heat_y.value, value, HEATMAP_VALUES[value])
+        pivot = frames.heatmap_table(self.table, x, y, value, HEATMAP_VALUES[value])
         fig, (ax,) = figures.new_figure(1, width=6.4, height=4.4)
         plots.heatmap(pivot, ax=ax, value=value)
         ax.set_title(f"best {plots.label(value)} over the other axes")
