@@ -112,6 +112,11 @@ def test_config_panel_shows_the_api_responses():
                      **examples.SEED_SYSTEM_REQUEST["layers"]["attention"]}
     assert json.loads(panel.layer_json.value) == perfkit.layer_metrics(layer_request)
     assert len(panel.layer_choice.options) == 8
+    assert json.loads(panel.request_json.value) == panel.request()
+    panel.layer_choice.value = "feedforward (decode)"
+    panel.form.batch_size.value = 4  # an edit keeps the layer the user was reading
+    assert panel.layer_choice.value == "feedforward (decode)"
+    assert json.loads(panel.layer_json.value)["layer_type"] == "feedforward"
     assert "feedforward" in panel.layer_table.value and "decode" in panel.layer_table.value
 
 

@@ -43,17 +43,19 @@ class ConfigPanel:
         self.table = w.HTML()
         self.layer_table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="980px"))
+        self.request_json = w.Textarea(layout=w.Layout(width="420px", height="420px"))
         self.result_json = w.Textarea(layout=w.Layout(width="520px", height="420px"))
         self.layer_choice = w.Dropdown(description="layer")
         self.layer_json = w.Textarea(layout=w.Layout(width="520px", height="380px"))
         self.layer_choice.observe(lambda _: self._show_layer_json(), names="value")
         tabs = w.Tab([w.VBox([self.table, self.chart]), self.layer_table,
-                      w.HBox([w.VBox([w.HTML("<b>POST /config/system-metrics</b>"), self.result_json]),
+                      w.HBox([w.VBox([w.HTML("<b>the request</b>"), self.request_json]),
+                              w.VBox([w.HTML("<b>POST /config/system-metrics</b>"), self.result_json]),
                               w.VBox([w.HTML("<b>POST /config/layer-metrics</b>"), self.layer_choice,
                                       self.layer_json])])])
         for i, title in enumerate(("System", "Layers", "JSON")):
             tabs.set_title(i, title)
-        for name in ("message", "table", "layer_table", "chart", "result_json", "layer_json"):
+        for name in ("message", "table", "layer_table", "chart", "request_json", "result_json", "layer_json"):
             getattr(self, name).add_class(f"perfkit-{name}")
         self.form = ConfigForm(request, on_change=self.update)
         self.widget = w.HBox([self.form.widget, w.VBox([self.message, tabs])])
@@ -69,6 +71,7 @@ class ConfigPanel:
     def update(self) -> None:
         """Recompute everything from the widgets (called on every edit)."""
         request = self.form.request()
+        self.request_json.value = render.json_text(request)
         try:
             response = api.system_metrics(request)
             layer_responses = frames.layer_responses(request)
@@ -84,10 +87,13 @@ class ConfigPanel:
         warning = "" if fits else "Does not fit: the busiest chip needs more memory than one chip has."
         self.message.value = render.message_html("\n".join(filter(None, [warning, *notes])), error=not fits)
         self.table.value = render.table_html(frames.comparison_table(self.frame))
-        self.layer_table.value = render.table_html(self.layers_frame[LAYER_COLUMNS].set_index(["layer_type", "phase"]))
+        layers = self.layers_frame[LAYER_COLUMNS].set_index(["layer_type", "phase"])
+        self.layer_table.value = render.table_html(layers)
         self.result_json.value = render.json_text(response)
-        keys = [f"{t} ({p})" for t, p in layer_responses]
-        self.layer_choice.options = keys
+        chosen = self.layer_choice.value
+        self.layer_choice.options = [f"{t} ({p})" for t, p in layer_responses]
+        if chosen in self.layer_choice.options:
+            self.layer_choice.value = chosen
         self._show_layer_json()
         if self._charts:
             self.chart.value = self._draw()
