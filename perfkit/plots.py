@@ -47,15 +47,16 @@ def short(value: float) -> str:
     return f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def _plain_log(ax, *axes: str) -> None:
-    """Log axes labelled 1, 10, 100 (and 2, 5 between) rather than 10^k."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+def _plain_log(ax, *axes: str, minor_labels: bool = True) -> None:
+    """Log axes labelled 1, 10, 100 (and 2, 5 between) rather than 10^k; few minor ticks, which keeps
+    drawing fast."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for name in axes:
         axis = getattr(ax, f"{name}axis")
         axis.set_major_formatter(FuncFormatter(lambda v, _: short(v)))
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)) if minor_labels else NullFormatter())
 
 
 def label(column: str) -> str:
@@ -90,7 +91,8 @@ def roofline(layers: pd.DataFrame, ax=None):
     ax.set_ylabel("attained TFLOP/s per chip")
     ax.set_title(f"Roofline (HBM {bandwidth:g} TB/s)")
     ax.legend(fontsize=7, loc="lower right")
-    ax.grid(True, which="both", alpha=0.2)
+    _plain_log(ax, "x", "y", minor_labels=False)
+    ax.grid(True, which="major", alpha=0.3)
     return ax
 
 
