@@ -20,6 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+REGENERATE = ("jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.store_widget_state=False "
+              "--ExecutePreprocessor.record_timing=False notebooks/*.ipynb")
 
 
 def test_every_notebook_is_found_and_explains_itself():
@@ -37,5 +39,7 @@ def test_notebook_reproduces_under_nbval(path):
            "--nbval-current-env", "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
            "--rootdir", str(ROOT / "notebooks"), "-o", "addopts=", str(path)]
     result = subprocess.run(cmd, cwd=ROOT / "notebooks", env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"nbval failed on {path.name}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, (
+        f"nbval failed on {path.name} (if the engine changed on purpose, regenerate the stored outputs: "
+        f"{REGENERATE}):\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
     assert " passed" in result.stdout and " failed" not in result.stdout
