@@ -50,17 +50,7 @@ def run(args) -> int:
 
 
 def _plot(table, front, path: Path) -> None:
-    import matplotlib
+    from .figures import pareto_figure, png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from . import plots
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    valid = table[table["valid"]]
-    plots.pareto_front(valid, ax=ax, front=front, y="throughput_per_chip_tokens_s")
-    ax.set_title(examples.SWEEP_TITLE, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig = pareto_figure(table[table["valid"]], front, y="throughput_per_chip_tokens_s", title=examples.SWEEP_TITLE)
+    path.write_bytes(png(fig, dpi=110))
