@@ -242,6 +242,20 @@ class ModelSpec:
             return "fp8" if self.weight_quantization == "fp8" else "fp4"
         return self.native_dtype
 
+    def summary(self) -> dict:
+        """Key figures of the model, for listings."""
+        return {
+            "id": self.name,
+            "model_type": self.model_type,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "num_heads": self.num_heads,
+            "num_kv_heads": self.num_kv_heads,
+            "max_position_embeddings": self.max_position_embeddings,
+            "native_dtype": self.native_dtype,
+            "num_experts": self.num_experts,
+        }
+
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any]) -> "ModelSpec":
         """Build a spec from a ``config.json`` dict; a missing architecture field is a :class:`SpecError`."""

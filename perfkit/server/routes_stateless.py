@@ -31,7 +31,7 @@ def system_metrics():
 @bp.get("/api/models")
 def models():
     query()
-    return {"models": [model_summary(catalog.model_spec(m)) for m in catalog.list_models()]}
+    return {"models": [catalog.model_spec(m).summary() for m in catalog.list_models()]}
 
 
 @bp.get("/api/hardware")
@@ -45,18 +45,3 @@ def health():
     query()
     return {"status": "ok", "version": __version__, "models": len(catalog.list_models()),
             "hardware": len(catalog.list_hardware())}
-
-
-def model_summary(spec) -> dict:
-    """Key figures of a model for listings."""
-    return {
-        "id": spec.name,
-        "model_type": spec.model_type,
-        "num_layers": spec.num_layers,
-        "hidden_size": spec.hidden_size,
-        "num_heads": spec.num_heads,
-        "num_kv_heads": spec.num_kv_heads,
-        "max_position_embeddings": spec.max_position_embeddings,
-        "native_dtype": spec.native_dtype,
-        "num_experts": spec.num_experts,
-    }
