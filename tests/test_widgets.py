@@ -72,13 +72,14 @@ def test_form_round_trips_a_request_and_rejects_what_it_cannot_show():
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"attention": {"tensor_parallel": 3}}})
     with pytest.raises(perfkit.PerfkitError, match="does not offer tensor_parallel"):
         form.set_request({**examples.SEED_SYSTEM_REQUEST, "layers": {"norm": {"tensor_parallel": 2}}})
-    with pytest.raises(perfkit.PerfkitError, match="cannot show the field 'uncertainty'"):
-        form.set_request({**examples.SEED_SYSTEM_REQUEST, "uncertainty": True})
+    with pytest.raises(perfkit.PerfkitError, match="cannot show the field 'tensor_paralel'"):
+        form.set_request({**examples.SEED_SYSTEM_REQUEST, "tensor_paralel": 2})
     # the documented extra fields round-trip
-    extra = {**examples.SEED_SYSTEM_REQUEST, "kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous"}
+    extra = {**examples.SEED_SYSTEM_REQUEST, "kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous",
+             "uncertainty": True}
     form.set_request(extra)
-    assert {k: form.request()[k] for k in ("kv_dtype", "pipeline_parallel", "serving_mode")} == \
-        {"kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous"}
+    assert {k: form.request()[k] for k in ("kv_dtype", "pipeline_parallel", "serving_mode", "uncertainty")} == \
+        {"kv_dtype": "fp8", "pipeline_parallel": 2, "serving_mode": "continuous", "uncertainty": True}
     assert "kv_dtype" not in ConfigForm(examples.SEED_SYSTEM_REQUEST).request()  # absent stays absent
     # a new request starts afresh: what it leaves out is 1, not what the form showed before
     form.set_request({k: v for k, v in examples.SEED_SYSTEM_REQUEST.items() if k != "layers"})
@@ -139,6 +140,13 @@ def test_config_panel_follows_the_widgets():
     panel.form.serving_mode.value = "continuous"
     assert panel.request()["serving_engine"] == "vllm" and panel.request()["serving_mode"] == "continuous"
     assert panel.response == perfkit.system_metrics(panel.request()) and panel.error == ""
+    # the uncertainty band of the estimates (issue 6) is one choice away, and shown in the table
+    assert "TTFT p10" not in panel.table.value
+    panel.form.uncertainty.value = True
+    band = panel.response["uncertainty"]
+    assert panel.request()["uncertainty"] is True and panel.response == perfkit.system_metrics(panel.request())
+    assert band["tpot_ms_p10"] < panel.response["tpot_ms"] < band["tpot_ms_p90"]
+    assert "TTFT p10 (ms)" in panel.table.value and "TPOT p90 (ms)" in panel.table.value
 
 
 def test_config_panel_explains_a_layout_that_cannot_run():

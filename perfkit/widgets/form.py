@@ -25,7 +25,8 @@ SHORT = {"tensor_parallel": "TP", "context_parallel": "CP", "sequence_parallel":
          "expert_parallel": "EP", "data_parallel": "DP"}
 
 #: Request fields beyond the seed that the form offers, with the value the API assumes when they are absent.
-OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": None, "serving_mode": "static", "serving_engine": "generic"}
+OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": None, "serving_mode": "static", "serving_engine": "generic",
+                     "uncertainty": False}
 #: Every top-level request field the form shows.
 SHOWN = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "layers", *OPTIONAL_DEFAULTS)
 
@@ -79,18 +80,20 @@ class ConfigForm:
                                        style=style, layout=wide)
         self.serving_engine = w.Dropdown(options=catalog.list_serving_engines(), value="generic",
                                          description="serving engine", style=style, layout=wide)
+        self.uncertainty = w.Dropdown(options=[("no band", False), ("p10-p90 band", True)], value=False,
+                                      description="uncertainty", style=style, layout=wide)
         self.degrees: dict[str, dict[str, w.Dropdown]] = {}  # layer type -> degree -> drop-down
         self.dtypes: dict[str, w.Dropdown] = {}
         self.layers_box = w.VBox()
         for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel",
-                     "kv_dtype", "serving_mode", "serving_engine"):
+                     "kv_dtype", "serving_mode", "serving_engine", "uncertainty"):
             getattr(self, name).add_class(f"perfkit-{name}")  # CSS hooks for the browser test
             if name != "model":
                 getattr(self, name).observe(self._changed, names="value")
         self.model.observe(self._model_changed, names="value")
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
-                              self.kv_dtype, self.serving_mode, self.serving_engine,
+                              self.kv_dtype, self.serving_mode, self.serving_engine, self.uncertainty,
                               w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box],
                              layout=w.Layout(width="530px", flex="0 0 auto"))
         self.set_request(request or DEFAULT_REQUEST, notify=False)

@@ -27,6 +27,10 @@ REQUEST_COLUMNS = ("model_id", "hardware_config", "batch_size", "input_seq", "ou
 HEADLINE = {
     "ttft_ms": "TTFT (ms)",
     "tpot_ms": "TPOT (ms)",
+    "ttft_ms_p10": "TTFT p10 (ms)",
+    "ttft_ms_p90": "TTFT p90 (ms)",
+    "tpot_ms_p10": "TPOT p10 (ms)",
+    "tpot_ms_p90": "TPOT p90 (ms)",
     "throughput_tokens_s": "throughput (tokens/s)",
     "total_latency_ms": "total latency (ms)",
     "memory_per_chip_gb": "memory per chip (GB)",
