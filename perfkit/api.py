@@ -154,7 +154,7 @@ def notes(model, hw, flat: dict) -> list[str]:
         dtype = flat[f"layers.{layer_type}.dtype"]
         compute = hw.compute_dtype(dtype)
         if compute and compute != dtype and not (dtype == "int4" and compute == "int8"):
-            out.append(f"{layer_type}: {hw.chip} has no {dtype} tensor cores; computed in {compute} "
+            out.append(f"{layer_type}: {hw.chip} has no faster native {dtype} path; computed in {compute} "
                        f"(weights stored in {dtype})")
     context = flat.get("input_seq", 0) + flat.get("output_seq", 0)
     if model.max_position_embeddings and context > model.max_position_embeddings:
