@@ -58,7 +58,9 @@ def _concurrency(frame: pd.DataFrame) -> pd.Series:
 def load(path: str | Path | None = None) -> pd.DataFrame:
     """Measured points as a DataFrame of flat configurations (one row per measured point that perfkit can
     express), with columns ``measured_ttft_ms``, ``measured_tpot_ms``, ``mode``, ``concurrency``,
-    ``prefill_workers``, ``model_family``, ``backend``, ``system``, and a ``phase`` marker per layout."""
+    ``prefill_workers``, ``decode_workers``, ``model_family``, ``backend``, ``system``, the prefill and
+    decode layouts (``prefill_*`` / ``decode_*``: batch, GPUs, attention DP, MoE TP/EP, PP) and
+    ``layout_defined``."""
     raw = pd.read_csv(path or default_csv())
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:

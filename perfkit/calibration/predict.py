@@ -1,9 +1,7 @@
-"""Engine predictions for measured points: the raw engine figures behind each measured TTFT and TPOT.
+"""Engine predictions for measured points: ``predicted_ttft_ms``, ``predicted_tpot_ms`` and ``valid`` per row.
 
-For each measured row this evaluates, with one engine call per (model, hardware) group and variant:
-``prefill_1_ms`` (one prompt alone on the prefill layout), ``prefill_b_ms`` (the prefill layout's whole batch),
-``decode_ms`` (one decode step of the decode layout's batch at the mean context), and whether the layout is
-valid for perfkit.
+``side_config`` turns the prefill or decode layout of measured rows into engine arrays; ``predict`` calls the
+engine once per (model, hardware, engine, mode) group (see its docstring for what agg and disagg rows mean).
 """
 from __future__ import annotations
 
