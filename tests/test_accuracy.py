@@ -14,7 +14,7 @@ import pytest
 
 from perfkit import catalog
 from perfkit.calibration import measurements, report, split
-from perfkit.calibration.fit import fit
+from perfkit.calibration.fit import HARDWARE_BOUNDS, PRIORS, fit
 
 # Held-out agg errors of the shipped parameters, as benchmarks/ACCURACY.md reports them (17.8% / 51.9%),
 # plus 2 points of slack for numerical noise across machines.
@@ -85,9 +85,9 @@ def test_fit_is_deterministic_and_improves_on_priors(measured):
         frame = report.evaluate_accuracy(rows, hardware, profiles, groups=())
         return frame["tpot_error_pct"].median() + frame["ttft_error_pct"].median()
 
+    start = {k: PRIORS[k] for k in HARDWARE_BOUNDS}
     priors = {n: dataclasses.replace(catalog.hardware_spec(n), efficiency=dataclasses.replace(
-        catalog.hardware_spec(n).efficiency, matmul_half_tokens=32.0, hbm=0.85, layer_overhead_s=1e-5))
-        for n in first.hardware}
+        catalog.hardware_spec(n).efficiency, **start)) for n in first.hardware}
     assert median_error(first.hardware, first.profiles) < median_error(priors, None)
 
 
