@@ -59,8 +59,9 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     """Measured points as a DataFrame of flat configurations (one row per measured point that perfkit can
     express), with columns ``measured_ttft_ms``, ``measured_tpot_ms``, ``mode``, ``concurrency``,
     ``prefill_workers``, ``decode_workers``, ``model_family``, ``backend``, ``system``, the prefill and
-    decode layouts (``prefill_*`` / ``decode_*``: batch, GPUs, attention DP, MoE TP/EP, PP) and
-    ``layout_defined``."""
+    decode layouts (``prefill_*`` / ``decode_*``: batch, GPUs, attention DP, MoE TP/EP, PP),
+    ``layout_defined`` and ``relabelled`` (agg rows whose declared layout was read as a single node, see
+    :func:`_node_layout`)."""
     raw = pd.read_csv(path or default_csv())
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
@@ -88,13 +89,20 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     # The layout of the worker that produces each figure: agg rows use one layout for both; disagg rows
     # time the first token on a prefill worker and the next ones on a decode worker.
     is_agg = raw["mode"].eq("agg")
+    node = raw["system"].map(lambda s: catalog.hardware_spec(SYSTEMS[s]).chips_per_node).to_numpy(float)
     for side, prefix in (("prefill", "prefill_"), ("decode", "decode_")):
         cols = {k: np.where(is_agg, _num(raw, k), _num(raw, prefix + k))
                 for k in ("tp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "pp_size")}
+        gpus = np.where(cols["attention_dp_size"] > 1, cols["attention_dp_size"] * np.where(
+            cols["tp_size"] > 1, cols["tp_size"], 1), cols["tp_size"])
+        cols, gpus, slip = _node_layout(cols, gpus, node)
+        if side == "decode":
+            out["relabelled"] = slip & is_agg.to_numpy()
         batch = np.where(is_agg, _num(raw, "batch_size"), _num(raw, prefix + "batch_size"))
         out[f"{side}_batch"] = batch * cols["attention_dp_size"]  # batch_size is per attention-DP rank
-        out[f"{side}_gpus"] = np.where(cols["attention_dp_size"] > 1, cols["attention_dp_size"] * np.where(
-            cols["tp_size"] > 1, cols["tp_size"], 1), cols["tp_size"])
+        # A MoE layer spans moe_tp x moe_ep GPUs even where tp_size declares fewer (vLLM Qwen3-235B rows
+        # declare tp_size 1 with moe_tp_size 2: its 235 GB of fp8 weights need the two H200s).
+        out[f"{side}_gpus"] = np.maximum(gpus, cols["moe_tp_size"] * cols["moe_ep_size"])
         out[f"{side}_attn_dp"] = cols["attention_dp_size"]
         out[f"{side}_moe_tp"] = cols["moe_tp_size"]
         out[f"{side}_moe_ep"] = cols["moe_ep_size"]
@@ -104,7 +112,25 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     layout_columns = [c for c in raw.columns if c.endswith(("tp_size", "dp_size", "ep_size"))]
     out["layout_defined"] = ~(raw[layout_columns] == 0).any(axis=1).to_numpy()
     out["decode_workers"] = np.where(is_agg, 1, _num(raw, "decode_num_workers"))
+    # The same measurement listed twice (same point, layout and figures under another id) counts once.
+    out = out.drop_duplicates(subset=[c for c in out.columns if c not in ("id", "relabelled")])
     return out.reset_index(drop=True)
+
+
+def _node_layout(cols: dict, gpus: np.ndarray, node: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Undo a labelling slip of the source data: on 8-GPU servers, some MoE points declare
+    ``tp_size = moe_tp_size x moe_ep_size`` with ``moe_tp_size = moe_ep_size`` (16 = 4 x 4, 64 = 8 x 8), i.e.
+    a layout wider than the node, yet 42 of them repeat to the last digit the TTFT and TPOT of the same point
+    recorded under the single-node layout of ``moe_ep_size`` GPUs with expert parallel ``moe_ep_size`` (and
+    attention DP divided by ``moe_tp_size``). Such layouts are read as that single-node layout; the third
+    value marks them."""
+    tp, ep, dp = cols["moe_tp_size"], cols["moe_ep_size"], cols["attention_dp_size"]
+    slip = (gpus > node) & (tp == ep) & (tp > 1) & (gpus == tp * ep)
+    fixed = dict(cols)
+    fixed["tp_size"] = np.where(slip, cols["tp_size"] / tp, cols["tp_size"])
+    fixed["attention_dp_size"] = np.where(slip, np.maximum(dp / tp, 1), dp)
+    fixed["moe_tp_size"] = np.where(slip, 1.0, tp)
+    return fixed, np.where(slip, ep, gpus), slip
 
 
 def _family(model_id: str) -> str:
