@@ -21,12 +21,14 @@ class Efficiency:
     """How close real kernels and links get to the datasheet; fitted by ``perfkit calibrate``.
 
     A GEMM that processes ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak;
-    HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs; every
+    the grouped GEMMs of mixture-of-experts layers, with ``m`` rows per active expert, reach
+    ``matmul * m / (m + expert_half_tokens)`` (each active expert pads its rows to whole MMA tiles); HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs; every
     transformer layer pays ``layer_overhead_s`` per pass (kernel launch gaps).
     """
 
     matmul: float
     matmul_half_tokens: float
+    expert_half_tokens: float
     hbm: float
     scaleup: float
     scaleout: float

@@ -242,6 +242,31 @@ def test_large_prefill_is_compute_bound():
     assert shares["compute_pct"] == max(shares.values())
 
 
+def test_grouped_expert_gemms_cost_more_than_one_dense_gemm_of_the_same_flops():
+    """A MoE prefill splits its tokens over the active experts: each grouped GEMM sees few rows, so the same
+    FLOPs take longer than in a dense GEMM of all the tokens, and the gap closes as the rows per expert grow."""
+    import dataclasses
+
+    from perfkit.engine.costs import LayerCost
+    from perfkit.engine.timing import compute_seconds
+    from perfkit.dtypes import INDEX
+
+    hw = catalog.hardware_spec("nvidia_h200_hgx")
+    hw = dataclasses.replace(hw, efficiency=dataclasses.replace(hw.efficiency, matmul_half_tokens=1.0,
+                                                                expert_half_tokens=128.0))
+    zero = 0.0
+
+    def seconds(expert_share, rows):
+        cost = LayerCost(weight_bytes=zero, activation_bytes=zero, kv_bytes=zero, flops=1e12, hbm_bytes=zero,
+                         gemm_rows=8192.0, expert_flops=1e12 * expert_share, expert_rows=rows)
+        return compute_seconds(hw, cost, INDEX["bf16"])
+
+    dense = seconds(0.0, 128.0)
+    assert seconds(1.0, 128.0) == pytest.approx(2 * dense, rel=1e-3)  # half efficiency at 128 rows per expert
+    assert seconds(1.0, 128.0) > seconds(1.0, 1024.0) > dense
+    assert seconds(0.5, 128.0) == pytest.approx(1.5 * dense, rel=1e-3)
+
+
 # -- dtypes the chip lacks ----------------------------------------------------------------------------------
 
 

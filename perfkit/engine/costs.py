@@ -3,7 +3,8 @@
 A *pass* processes ``new`` tokens for each of ``batch`` sequences whose attention sees ``context`` tokens
 (prefill: ``new = context = prompt``; decode: ``new = 1``). Each function returns a :class:`LayerCost` of
 arrays: bytes held per chip (weights, transient activations, KV cache), FLOPs per chip, HBM bytes moved per
-chip, the GEMM row count that sets compute efficiency, and the collectives it issues. All arithmetic
+chip, the GEMM row counts that set compute efficiency (dense GEMMs, and the grouped GEMMs of active
+experts), and the collectives it issues. All arithmetic
 broadcasts over configurations.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ class LayerCost:
     hbm_bytes: np.ndarray
     gemm_rows: np.ndarray
     collectives: list[Collective] = field(default_factory=list)
+    expert_flops: np.ndarray | float = 0.0  # the part of ``flops`` in grouped expert GEMMs
+    expert_rows: np.ndarray | float = 1.0  # rows per active expert in those GEMMs
 
 
 @dataclass
@@ -140,16 +143,17 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         held = local * expert + shared + d * model.num_experts
         read = local * touched * expert + shared + d * model.num_experts
         flops_rows = routed / ep  # expert rows computed on this chip
-        cost = _ffn_cost(held, read, flops_rows, tokens, d, model.moe_intermediate_size / tp, wbytes, abytes, tp,
-                         gemm_rows=routed / (model.num_experts * touched))  # rows per active expert
-        cost.flops = cost.flops + 2 * tokens * (shared + d * model.num_experts)
+        cost = _ffn_cost(held, read, flops_rows, tokens, d, model.moe_intermediate_size / tp, wbytes, abytes, tp)
+        cost.expert_flops = cost.flops
+        cost.expert_rows = routed / (model.num_experts * touched)  # rows per active expert
+        cost.flops = cost.flops + 2 * tokens * (shared + d * model.num_experts)  # shared experts and router
         cost.collectives.append(Collective("alltoall", 2 * tokens / ep * model.experts_per_token * d * abytes,
                                            ep, tp * ep))
         parts.append((n_moe, cost))
     return _mean_cost(parts)
 
 
-def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp, gemm_rows=None) -> LayerCost:
+def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp) -> LayerCost:
     weights = held * wbytes
     activations = (tokens * d + rows * 2 * width_chip) * abytes
     return LayerCost(
@@ -158,7 +162,7 @@ def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp, gemm_
         kv_bytes=np.zeros_like(weights),
         flops=2 * rows * 3 * d * width_chip,
         hbm_bytes=read * wbytes + activations,
-        gemm_rows=tokens if gemm_rows is None else gemm_rows,
+        gemm_rows=tokens,
         collectives=[Collective("allreduce", tokens * d * abytes, tp, tp)],
     )
 
@@ -181,6 +185,8 @@ def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
         gemm_rows=mix(a.gemm_rows, b.gemm_rows),
         collectives=[Collective(c.kind, c.bytes * n / total, c.group, c.span)
                      for n, cost in parts for c in cost.collectives],
+        expert_flops=mix(a.expert_flops, b.expert_flops),
+        expert_rows=np.maximum(a.expert_rows, b.expert_rows),  # the dense part has no expert GEMMs
     )
 
 

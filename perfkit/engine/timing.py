@@ -9,10 +9,12 @@ from .costs import Collective, LayerCost
 
 
 def compute_seconds(hw: HardwareSpec, cost: LayerCost, dtype: np.ndarray) -> np.ndarray:
-    """FLOPs over the achievable rate: GEMMs with few rows (decode) run far below peak."""
+    """FLOPs over the achievable rate: GEMMs with few rows (decode) run far below peak, and so do the grouped
+    GEMMs of active experts, which see only their share of the tokens."""
     e = hw.efficiency
-    efficiency = e.matmul * cost.gemm_rows / (cost.gemm_rows + e.matmul_half_tokens)
-    return cost.flops / (hw.peak_by_dtype[dtype] * efficiency)
+    dense = e.matmul * cost.gemm_rows / (cost.gemm_rows + e.matmul_half_tokens)
+    expert = e.matmul * cost.expert_rows / (cost.expert_rows + e.expert_half_tokens)
+    return ((cost.flops - cost.expert_flops) / dense + cost.expert_flops / expert) / hw.peak_by_dtype[dtype]
 
 
 def memory_seconds(hw: HardwareSpec, cost: LayerCost) -> np.ndarray:
