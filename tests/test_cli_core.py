@@ -56,7 +56,8 @@ def test_hardware(capsys):
     listed = json.loads(out)
     assert status == 0 and [h["name"] for h in listed] == catalog.list_hardware()
     h100 = next(h for h in listed if h["name"] == "nvidia_h100_hgx")
-    assert h100["chips_per_node"] == 8 and h100["memory_gb"] == 80.0  # H100 SXM: 80 GB HBM3
+    # H100 SXM: 80 GiB HBM3, nvidia-smi's 81559 MiB, listed in decimal GB
+    assert h100["chips_per_node"] == 8 and h100["memory_gb"] == 81559 * 2**20 / 1e9
 
 
 def _one_line_error(status, out, err, *words):

@@ -192,8 +192,8 @@ def test_system_metrics_seed_request(seed_system_request):
     assert body["system"]["num_chips"] == 8
     assert body["system"]["num_nodes"] == 2
     assert body["system"]["fits_on_hardware"] is True
-    # 186 GB per GB200 GPU (hardware/nvidia_gb200_single.yaml)
-    assert body["memory"]["hw_capacity_gb"] == 186.0
+    # 186 GiB per GB200 GPU: nvidia-smi's 189471 MiB (hardware/nvidia_gb200_single.yaml), in decimal GB
+    assert body["memory"]["hw_capacity_gb"] == 189471 * 2**20 / 1e9
 
 
 def test_system_metrics_minimal_request_defaults_to_one_chip():
