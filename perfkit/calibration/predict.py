@@ -30,9 +30,11 @@ def side_config(frame: pd.DataFrame, side: str, model, batch: np.ndarray) -> dic
     ffn_dtype = moe if model.is_moe else gemm
     # Checkpoints quantized only in their experts keep 16-bit or fp8 attention (DeepSeek-FP4 keeps fp8).
     attn_dtype = np.where(gemm == INDEX["fp4"], INDEX["fp8"], gemm) if model.is_moe else gemm
-    # KV-cache format: TensorRT-LLM's quantized checkpoints cache K/V in fp8; vLLM and SGLang default to the
-    # activation format (16-bit) unless told otherwise.
-    quantized = np.isin(gemm, [INDEX["fp8"], INDEX["fp4"]]) & frame["backend"].eq("trtllm").to_numpy()
+    # KV-cache format: the quantized (fp8/fp4) points cache K/V in fp8 on every engine. The data says so:
+    # Llama-3.1-70B fp8 on one H200 under vLLM serves 32 requests of 1024 + 8192 tokens without queueing
+    # (474 ms TTFT), which the ~62 GB left beside the weights holds only at 1.5 GB per sequence (fp8), not at
+    # 3.0 GB (16-bit); and the fit's cost drops from 184 to 177 with this reading.
+    quantized = np.isin(gemm, [INDEX["fp8"], INDEX["fp4"]])
     kv = np.where(quantized, INDEX["fp8"], INDEX["bf16"])
     ones = np.ones_like(gpus, dtype=np.int64)
     i = lambda x: np.asarray(np.rint(x), dtype=np.int64)  # noqa: E731
