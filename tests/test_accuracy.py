@@ -16,10 +16,10 @@ from perfkit import catalog
 from perfkit.calibration import measurements, report, split
 from perfkit.calibration.fit import HARDWARE_BOUNDS, PRIORS, fit
 
-# Held-out agg errors of the shipped parameters, as benchmarks/ACCURACY.md reports them (16.1% / 47.5%),
+# Held-out agg errors of the shipped parameters, as benchmarks/ACCURACY.md reports them (16.8% / 43.3%),
 # plus 2 points of slack for numerical noise across machines.
-GUARD_TPOT_MEDIAN = 18.1
-GUARD_TTFT_MEDIAN = 49.5
+GUARD_TPOT_MEDIAN = 18.8
+GUARD_TTFT_MEDIAN = 45.3
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_wide_layout_slips_are_read_as_the_single_node_layout_they_repeat(measur
     """Points on 8-GPU servers that declare tp_size = moe_tp x moe_ep (16 = 4 x 4, 64 = 8 x 8) repeat the
     figures of the moe_ep-GPU layout: they load as that layout, and the repeated measurement counts once."""
     hgx = measured[measured["system"].str.endswith("_sxm") & measured["mode"].eq("agg")]
-    assert hgx["relabelled"].sum() > 200
+    assert hgx["relabelled"].sum() > 150
     assert (hgx["decode_gpus"] <= 8).all()
     relabelled = hgx[hgx["relabelled"]]
     assert (relabelled["decode_moe_tp"] == 1).all()
@@ -51,7 +51,7 @@ def test_wide_layout_slips_are_read_as_the_single_node_layout_they_repeat(measur
     # DeepSeek-R1 fp4 on B200 with SGLang: the row declared as 16 GPUs (moe_tp 4 x moe_ep 4) at batch 4,
     # 1024 in / 8192 out measured 182.309 ms TTFT and 8.734 ms TPOT, exactly as the 4-GPU moe_ep 4 row did.
     same = measured[(measured["mode"] == "agg") & measured["measured_ttft_ms"].round(3).eq(182.309)
-                    & measured["model_id"].eq("deepseek-ai/DeepSeek-R1") & measured["backend"].eq("sglang")]
+                    & measured["model_family"].eq("deepseek") & measured["backend"].eq("sglang")]
     assert len(same) == 1 and same["decode_gpus"].item() == 4 and same["decode_moe_ep"].item() == 4
     # a measurement counts once, also where it is listed under DeepSeek-V3 and DeepSeek-R1 (one architecture)
     columns = [c for c in measured.columns if c not in ("id", "relabelled", "model_id")]
@@ -69,6 +69,18 @@ def test_moe_layers_span_at_least_moe_tp_times_moe_ep_gpus(measured):
     assert qwen["decode_gpus"].min() >= 2
 
 
+def test_repeatability_is_the_spread_of_one_configuration_measured_twice(measured):
+    agg = measured[measured["mode"].eq("agg")]
+    once = agg.drop_duplicates(subset=report.CONFIGURATION + ["model_id"]).head(3).copy()
+    twice = once.iloc[[0]].assign(measured_tpot_ms=once["measured_tpot_ms"].iloc[0] * 1.5,
+                                  measured_ttft_ms=once["measured_ttft_ms"].iloc[0] * 1.2)
+    rep = report.repeatability(__import__("pandas").concat([once, twice]))
+    assert rep["configurations"] == 1
+    assert rep["tpot_median"] == pytest.approx(50.0) and rep["ttft_median"] == pytest.approx(20.0)
+    whole = report.repeatability(measured)  # the reference data: runs disagree by tens of percent
+    assert whole["configurations"] > 50 and whole["tpot_median"] > 15.0
+
+
 def test_held_out_groups_are_disjoint_from_training(accuracy):
     held = accuracy[accuracy["split"] == "held-out"]
     train = accuracy[accuracy["split"] == "train"]
@@ -79,7 +91,7 @@ def test_held_out_groups_are_disjoint_from_training(accuracy):
 
 def test_held_out_error_does_not_regress(accuracy):
     s = report.summary(accuracy)
-    assert s["points"] > 500
+    assert s["points"] > 450
     assert s["tpot_median"] <= GUARD_TPOT_MEDIAN, s
     assert s["ttft_median"] <= GUARD_TTFT_MEDIAN, s
 

@@ -114,15 +114,15 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     out["decode_workers"] = np.where(is_agg, 1, _num(raw, "decode_num_workers"))
     # The same measurement listed twice counts once: the same point, layout and figures under another id, or
     # under the other name of one architecture (177 DeepSeek points appear as both DeepSeek-V3 and -R1).
-    architecture = out["model_id"].map(_architecture)
-    keys = out.drop(columns=["id", "relabelled", "model_id"]).assign(architecture=architecture)
+    arch = out["model_id"].map(architecture)
+    keys = out.drop(columns=["id", "relabelled", "model_id"]).assign(architecture=arch)
     for k in ("measured_ttft_ms", "measured_tpot_ms"):  # copies of a figure may differ in the last float digit
         keys[k] = keys[k].round(6)
     out = out[~keys.duplicated()]
     return out.reset_index(drop=True)
 
 
-def _architecture(model_id: str) -> tuple:
+def architecture(model_id: str) -> tuple:
     """What makes two model ids run alike: every field of the spec but its names."""
     spec = catalog.model_spec(model_id)
     return tuple(v for k, v in vars(spec).items() if k not in ("name", "aliases"))

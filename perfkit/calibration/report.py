@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .measurements import load
+from .measurements import architecture, load
 from .predict import predict
 from .split import HELD_OUT, held_out
 
@@ -45,6 +45,27 @@ def summary(frame: pd.DataFrame) -> dict:
         "tpot_median": float(held["tpot_error_pct"].median()),
         "tpot_p90": float(held["tpot_error_pct"].quantile(0.9)),
     }
+
+
+#: What makes two agg rows the same benchmark configuration.
+CONFIGURATION = ["system", "backend", "gemm_dtype", "moe_dtype", "decode_gpus", "decode_attn_dp", "decode_moe_tp",
+                 "decode_moe_ep", "decode_pp", "decode_batch", "input_seq", "output_seq"]
+
+
+def repeatability(frame: pd.DataFrame) -> dict:
+    """How far apart the data's own repeated measurements are: over agg configurations measured more than once
+    (in different benchmark runs), the median and p90 of ``max / min - 1`` of TTFT and TPOT, in percent. No
+    model that predicts one figure per configuration can be closer to all runs than about half of that."""
+    agg = frame[frame["mode"] == "agg"]
+    keys = agg[CONFIGURATION].assign(architecture=agg["model_id"].map(architecture))
+    grouped = agg.groupby([keys[c] for c in keys.columns], observed=True)
+    out = {"configurations": int((grouped.size() > 1).sum())}
+    for k in ("ttft", "tpot"):
+        values = grouped[f"measured_{k}_ms"]
+        spread = (values.max() / values.min() - 1)[grouped.size() > 1] * 100
+        out[f"{k}_median"] = float(spread.median()) if len(spread) else float("nan")
+        out[f"{k}_p90"] = float(spread.quantile(0.9)) if len(spread) else float("nan")
+    return out
 
 
 def _md(table: pd.DataFrame) -> str:
@@ -89,6 +110,7 @@ def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> 
     if fit_note:
         parts += [fit_note, ""]
     relabelled = agg[agg["relabelled"]]
+    rep = repeatability(frame)
     parts += [
         "## Known gaps",
         "",
@@ -104,6 +126,11 @@ def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> 
         "`moe_ep` with `moe_tp` = `moe_ep`); 42 of them repeat, to the last digit, measurements recorded under "
         "the single-node layout of `moe_ep` GPUs, so the loader reads all of them as that layout "
         f"(`perfkit.calibration.measurements`). Their TPOT median error: {relabelled['tpot_error_pct'].median():.0f}%.",
+        f"- The data's own repeatability: {rep['configurations']} agg configurations were measured in more than one "
+        f"benchmark run (mostly DeepSeek on TensorRT-LLM), and the runs disagree by a median of "
+        f"{rep['tpot_median']:.0f}% in TPOT and {rep['ttft_median']:.0f}% in TTFT (max / min - 1; p90 "
+        f"{rep['tpot_p90']:.0f}% and {rep['ttft_p90']:.0f}%), i.e. engine releases and harness settings the CSV "
+        "does not record move the figures more than the TPOT target allows.",
         "- Disaggregated serving is not a request layout perfkit offers; those points are scored with a "
         "simple composition of two worker pools and are far off (TTFT there is dominated by prefill-pool "
         "queueing, and the decode batch columns are often the engine's limit, not its load).",
