@@ -81,6 +81,15 @@ def test_repeatability_is_the_spread_of_one_configuration_measured_twice(measure
     assert whole["configurations"] > 50 and whole["tpot_median"] > 15.0
 
 
+def test_removing_each_cells_bias_leaves_only_the_scatter_within_it(accuracy):
+    """Dividing out a cell's median bias can only help the median cell; a constant bias disappears."""
+    removed = report.group_bias_removed(accuracy)
+    plain = report.summary(accuracy)
+    assert removed["tpot_median"] <= plain["tpot_median"] and removed["ttft_median"] <= plain["ttft_median"]
+    biased = accuracy.assign(predicted_tpot_ms=accuracy["predicted_tpot_ms"] * 1.7)
+    assert report.group_bias_removed(biased)["tpot_median"] == pytest.approx(removed["tpot_median"])
+
+
 def test_held_out_groups_are_disjoint_from_training(accuracy):
     held = accuracy[accuracy["split"] == "held-out"]
     train = accuracy[accuracy["split"] == "train"]
