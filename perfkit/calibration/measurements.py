@@ -29,6 +29,10 @@ SYSTEMS = {
 #: GEMM / MoE quantization modes -> perfkit dtypes.
 QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "w4a16_mxfp4": "fp4", "int8": "int8"}
 
+#: What makes two agg rows the same benchmark configuration (with the model's architecture).
+CONFIGURATION = ["system", "backend", "gemm_dtype", "moe_dtype", "decode_gpus", "decode_attn_dp", "decode_moe_tp",
+                 "decode_moe_ep", "decode_pp", "decode_batch", "input_seq", "output_seq"]
+
 REQUIRED_COLUMNS = ("model_path", "system", "backend", "mode", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms")
 
 
@@ -60,8 +64,9 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     express), with columns ``measured_ttft_ms``, ``measured_tpot_ms``, ``mode``, ``concurrency``,
     ``prefill_workers``, ``decode_workers``, ``model_family``, ``backend``, ``system``, the prefill and
     decode layouts (``prefill_*`` / ``decode_*``: batch, GPUs, attention DP, MoE TP/EP, PP),
-    ``layout_defined`` and ``relabelled`` (agg rows whose declared layout was read as a single node, see
-    :func:`_node_layout`)."""
+    ``layout_defined``, ``relabelled`` (agg rows whose declared layout was read as a single node, see
+    :func:`_node_layout`), ``measured_on`` (the run's date where the source gives one) and ``superseded``
+    (agg rows that a later run of the same configuration replaces, see :func:`_superseded`)."""
     raw = pd.read_csv(path or default_csv())
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
@@ -84,6 +89,7 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     moe = raw["moe_quant_mode"].map(QUANT).fillna(gemm)
     out["gemm_dtype"] = gemm
     out["moe_dtype"] = moe
+    out["measured_on"] = raw["silicon_data_source"].astype(str).str.extract(r"measured=(\d{4}-\d{2}-\d{2})")[0]
     out["measured_ttft_ms"] = raw["silicon_ttft_ms"].astype(float)
     out["measured_tpot_ms"] = raw["silicon_tpot_ms"].astype(float)
     # The layout of the worker that produces each figure: agg rows use one layout for both; disagg rows
@@ -115,11 +121,27 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     # The same measurement listed twice counts once: the same point, layout and figures under another id, or
     # under the other name of one architecture (177 DeepSeek points appear as both DeepSeek-V3 and -R1).
     arch = out["model_id"].map(architecture)
-    keys = out.drop(columns=["id", "relabelled", "model_id"]).assign(architecture=arch)
+    keys = out.drop(columns=["id", "relabelled", "model_id", "measured_on"]).assign(architecture=arch)
     for k in ("measured_ttft_ms", "measured_tpot_ms"):  # copies of a figure may differ in the last float digit
         keys[k] = keys[k].round(6)
-    out = out[~keys.duplicated()]
+    out = out[~keys.duplicated()].copy()
+    out["superseded"] = _superseded(out)
     return out.reset_index(drop=True)
+
+
+def configurations(frame: pd.DataFrame) -> list[pd.Series]:
+    """Group keys that make rows of one benchmark configuration (``CONFIGURATION`` and the architecture)."""
+    return [frame[c] for c in CONFIGURATION] + [frame["model_id"].map(architecture).rename("architecture")]
+
+
+def _superseded(out: pd.DataFrame) -> np.ndarray:
+    """Agg rows of a configuration that a later benchmark run measured again: perfkit predicts current engine
+    releases, and the runs disagree by tens of percent (see ``report.repeatability``), so the latest run
+    stands for the configuration. Rows without a date are never superseded."""
+    agg = out[out["mode"].eq("agg")]
+    latest = agg.groupby(configurations(agg), dropna=False)["measured_on"].transform("max")
+    older = agg["measured_on"].notna() & latest.notna() & (agg["measured_on"] < latest)
+    return out.index.isin(older[older].index)
 
 
 def architecture(model_id: str) -> tuple:

@@ -102,5 +102,7 @@ def predict(measured: pd.DataFrame, hardware: dict | None = None, profiles: dict
             code = pre["code"] | dec["code"]
         out.loc[rows.index, "predicted_ttft_ms"] = ttft
         out.loc[rows.index, "predicted_tpot_ms"] = tpot
-        out.loc[rows.index, "valid"] = ((code & layout.STRUCTURAL) == 0) & rows["layout_defined"].to_numpy(bool)
+        current = ~rows["superseded"].to_numpy(bool) if "superseded" in rows else True
+        out.loc[rows.index, "valid"] = (((code & layout.STRUCTURAL) == 0) & rows["layout_defined"].to_numpy(bool)
+                                        & current)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .measurements import architecture, load
+from .measurements import CONFIGURATION, configurations, load
 from .predict import predict
 from .split import HELD_OUT, held_out
 
@@ -12,13 +12,17 @@ TARGETS = {"tpot_median": 15.0, "ttft_median": 25.0, "p90": 40.0}
 
 
 def evaluate_accuracy(measured: pd.DataFrame | None = None, hardware=None, profiles=None, groups=HELD_OUT):
-    """Measured rows joined with predictions, absolute % errors and the ``split`` (train / held-out)."""
+    """Measured rows joined with predictions, absolute % errors and the ``split`` (train / held-out), for the
+    rows that can be scored. ``attrs`` keep what the scored rows no longer show: the data's ``repeatability``
+    (over every run, superseded ones included) and the number of ``superseded`` rows."""
     measured = load() if measured is None else measured
     out = measured.join(predict(measured, hardware, profiles))
     out = out[out["valid"].astype(bool)].copy()
     out["split"] = np.where(held_out(out, groups), "held-out", "train")
     for k in ("ttft", "tpot"):
         out[f"{k}_error_pct"] = 100 * np.abs(out[f"predicted_{k}_ms"] / out[f"measured_{k}_ms"] - 1)
+    out.attrs["repeatability"] = repeatability(measured)
+    out.attrs["superseded"] = int(measured["superseded"].sum()) if "superseded" in measured else 0
     return out
 
 
@@ -47,18 +51,12 @@ def summary(frame: pd.DataFrame) -> dict:
     }
 
 
-#: What makes two agg rows the same benchmark configuration.
-CONFIGURATION = ["system", "backend", "gemm_dtype", "moe_dtype", "decode_gpus", "decode_attn_dp", "decode_moe_tp",
-                 "decode_moe_ep", "decode_pp", "decode_batch", "input_seq", "output_seq"]
-
-
 def repeatability(frame: pd.DataFrame) -> dict:
     """How far apart the data's own repeated measurements are: over agg configurations measured more than once
     (in different benchmark runs), the median and p90 of ``max / min - 1`` of TTFT and TPOT, in percent. No
     model that predicts one figure per configuration can be closer to all runs than about half of that."""
     agg = frame[frame["mode"] == "agg"]
-    keys = agg[CONFIGURATION].assign(architecture=agg["model_id"].map(architecture))
-    grouped = agg.groupby([keys[c] for c in keys.columns], observed=True)
+    grouped = agg.groupby(configurations(agg), observed=True, dropna=False)
     out = {"configurations": int((grouped.size() > 1).sum())}
     for k in ("ttft", "tpot"):
         values = grouped[f"measured_{k}_ms"]
@@ -126,7 +124,7 @@ def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> 
     if fit_note:
         parts += [fit_note, ""]
     relabelled = agg[agg["relabelled"]]
-    rep = repeatability(frame)
+    rep = frame.attrs.get("repeatability") or repeatability(frame)
     oracle = group_bias_removed(frame)
     parts += [
         "## Known gaps",
@@ -147,7 +145,9 @@ def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> 
         f"benchmark run (mostly DeepSeek on TensorRT-LLM), and the runs disagree by a median of "
         f"{rep['tpot_median']:.0f}% in TPOT and {rep['ttft_median']:.0f}% in TTFT (max / min - 1; p90 "
         f"{rep['tpot_p90']:.0f}% and {rep['ttft_p90']:.0f}%), i.e. engine releases and harness settings the CSV "
-        "does not record move the figures more than the TPOT target allows.",
+        "does not record move the figures more than the TPOT target allows. perfkit predicts current releases: "
+        f"the latest run stands for its configuration, and the {frame.attrs.get('superseded', 0)} agg rows of "
+        "earlier runs are neither fitted nor scored.",
         f"- Scatter within cells: dividing out each held-out (system, model family, engine, batch range) cell's "
         f"median bias, as an oracle could, leaves TTFT at {oracle['ttft_median']:.0f}% median and "
         f"{oracle['ttft_p90']:.0f}% p90 (TPOT {oracle['tpot_median']:.0f}% and {oracle['tpot_p90']:.0f}%). Even "
