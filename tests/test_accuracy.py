@@ -103,6 +103,18 @@ def test_a_later_run_of_a_configuration_supersedes_the_earlier_ones(measured):
     assert not valid[sample["superseded"].to_numpy(bool)].any()  # neither fitted nor scored
 
 
+def test_a_csv_without_the_optional_source_columns_loads(tmp_path):
+    """A user's own benchmarks need only the required columns (no source note, no derived columns, no ids)."""
+    import pandas as pd
+
+    raw = pd.read_csv(measurements.default_csv())
+    raw = raw[(raw["mode"] == "agg") & raw["system"].eq("h100_sxm")].head(30)
+    path = tmp_path / "mine.csv"
+    raw.drop(columns=["silicon_data_source", "derived_total_concurrency", "id"]).to_csv(path, index=False)
+    mine = measurements.load(path)
+    assert len(mine) == 30 and not mine["superseded"].any() and mine["measured_on"].isna().all()
+
+
 def test_held_out_groups_are_disjoint_from_training(accuracy):
     held = accuracy[accuracy["split"] == "held-out"]
     train = accuracy[accuracy["split"] == "train"]

@@ -51,11 +51,17 @@ def _num(frame: pd.DataFrame, column: str, default: float = 1.0) -> pd.Series:
     return values.where(values >= 1, default)
 
 
+def _source(frame: pd.DataFrame) -> pd.Series:
+    """The free-text ``silicon_data_source`` column (empty where a CSV has none)."""
+    return frame.get("silicon_data_source", pd.Series("", index=frame.index)).astype(str)
+
+
 def _concurrency(frame: pd.DataFrame) -> pd.Series:
     """Total concurrent requests: the derived column for agg rows, the source note for disagg rows."""
-    from_source = frame["silicon_data_source"].astype(str).str.extract(r"silicon_concurrency=(\d+)")[0]
+    from_source = _source(frame).str.extract(r"silicon_concurrency=(\d+)")[0]
     from_source = pd.to_numeric(from_source, errors="coerce")
-    derived = pd.to_numeric(frame.get("derived_total_concurrency"), errors="coerce")
+    derived = pd.to_numeric(frame.get("derived_total_concurrency", pd.Series(np.nan, index=frame.index)),
+                            errors="coerce")
     return derived.fillna(from_source)
 
 
@@ -89,7 +95,7 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     moe = raw["moe_quant_mode"].map(QUANT).fillna(gemm)
     out["gemm_dtype"] = gemm
     out["moe_dtype"] = moe
-    out["measured_on"] = raw["silicon_data_source"].astype(str).str.extract(r"measured=(\d{4}-\d{2}-\d{2})")[0]
+    out["measured_on"] = _source(raw).str.extract(r"measured=(\d{4}-\d{2}-\d{2})")[0]
     out["measured_ttft_ms"] = raw["silicon_ttft_ms"].astype(float)
     out["measured_tpot_ms"] = raw["silicon_tpot_ms"].astype(float)
     # The layout of the worker that produces each figure: agg rows use one layout for both; disagg rows
