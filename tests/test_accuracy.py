@@ -70,7 +70,7 @@ def test_moe_layers_span_at_least_moe_tp_times_moe_ep_gpus(measured):
 
 def test_repeatability_is_the_spread_of_one_configuration_measured_twice(measured):
     agg = measured[measured["mode"].eq("agg")]
-    once = agg.drop_duplicates(subset=report.CONFIGURATION + ["model_id"]).head(3).copy()
+    once = agg.drop_duplicates(subset=measurements.CONFIGURATION + ["model_id"]).head(3).copy()
     twice = once.iloc[[0]].assign(measured_tpot_ms=once["measured_tpot_ms"].iloc[0] * 1.5,
                                   measured_ttft_ms=once["measured_ttft_ms"].iloc[0] * 1.2)
     rep = report.repeatability(__import__("pandas").concat([once, twice]))

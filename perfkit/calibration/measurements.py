@@ -8,6 +8,7 @@ reason, never silently.
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -105,8 +106,7 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     for side, prefix in (("prefill", "prefill_"), ("decode", "decode_")):
         cols = {k: np.where(is_agg, _num(raw, k), _num(raw, prefix + k))
                 for k in ("tp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "pp_size")}
-        gpus = np.where(cols["attention_dp_size"] > 1, cols["attention_dp_size"] * np.where(
-            cols["tp_size"] > 1, cols["tp_size"], 1), cols["tp_size"])
+        gpus = cols["attention_dp_size"] * cols["tp_size"]  # _num reads missing or zero sizes as 1
         cols, gpus, slip = _node_layout(cols, gpus, node)
         if side == "decode":
             out["relabelled"] = slip & is_agg.to_numpy()
@@ -150,6 +150,7 @@ def _superseded(out: pd.DataFrame) -> np.ndarray:
     return out.index.isin(older[older].index)
 
 
+@functools.lru_cache(maxsize=None)
 def architecture(model_id: str) -> tuple:
     """What makes two model ids run alike: every field of the spec but its names."""
     spec = catalog.model_spec(model_id)

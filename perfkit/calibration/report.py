@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .measurements import CONFIGURATION, configurations, load
+from .measurements import configurations, load
 from .predict import predict
 from .split import HELD_OUT, held_out
 
