@@ -115,6 +115,19 @@ def test_a_csv_without_the_optional_source_columns_loads(tmp_path):
     assert len(mine) == 30 and not mine["superseded"].any() and mine["measured_on"].isna().all()
 
 
+def test_a_missing_file_or_a_file_of_unknown_systems_is_a_clear_error(tmp_path):
+    import pandas as pd
+
+    from perfkit.errors import PerfkitError
+
+    with pytest.raises(PerfkitError, match="nowhere.csv' does not exist"):
+        measurements.load(tmp_path / "nowhere.csv")
+    raw = pd.read_csv(measurements.default_csv()).head(5).assign(system="tpu_v9")
+    raw.to_csv(tmp_path / "tpu.csv", index=False)
+    with pytest.raises(PerfkitError, match=r"names \['tpu_v9'\]; valid systems: \['b200_sxm'"):
+        measurements.load(tmp_path / "tpu.csv")
+
+
 def test_held_out_groups_are_disjoint_from_training(accuracy):
     held = accuracy[accuracy["split"] == "held-out"]
     train = accuracy[accuracy["split"] == "train"]

@@ -74,13 +74,21 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     ``layout_defined``, ``relabelled`` (agg rows whose declared layout was read as a single node, see
     :func:`_node_layout`), ``measured_on`` (the run's date where the source gives one) and ``superseded``
     (agg rows that a later run of the same configuration replaces, see :func:`_superseded`)."""
-    raw = pd.read_csv(path or default_csv())
+    from ..errors import PerfkitError
+
+    path = Path(path or default_csv())
+    if not path.is_file():
+        raise PerfkitError(f"measurements file {str(path)!r} does not exist", field="csv")
+    raw = pd.read_csv(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
-        from ..errors import PerfkitError
-
         raise PerfkitError(f"measurements file lacks columns {missing}; it needs {list(REQUIRED_COLUMNS)}")
-    raw = raw[raw["system"].isin(SYSTEMS)].copy()
+    known = raw["system"].isin(SYSTEMS)
+    if not known.any():
+        raise PerfkitError(f"measurements file has no rows on a known system: it names "
+                           f"{sorted(map(str, raw['system'].unique()))[:10]}; valid systems: {sorted(SYSTEMS)}",
+                           field="system")
+    raw = raw[known].copy()
     out = pd.DataFrame(index=raw.index)
     out["id"] = raw.get("id", pd.Series(raw.index.astype(str), index=raw.index))
     out["model_id"] = raw["model_path"].map(catalog.canonical_model_id)
