@@ -66,7 +66,11 @@ def _schemas() -> dict:
         "available_dtypes": {"type": "array", "items": _ref("Dtype")},
         "kind": {"type": "string"}, "experts": {"type": "object"},
     }, ("type", "count", "available_parallelism", "available_dtypes"), extra=True)
-    layers_body = _obj({"layers": {"type": "array", "items": layer_entry}}, ("layers",), extra=True)
+    layers_body = _obj({"layers": {"type": "array", "items": layer_entry},
+                        "deployment": {"type": "object", "additionalProperties": {"type": "string"},
+                                       "description": "what the deployment-wide fields (pipeline_parallel, "
+                                                      "replicas) split"}},
+                       ("layers",), extra=True)
     session_layers = {"type": "object", "propertyNames": _ref("LayerType"),
                       "additionalProperties": _ref("LayerSettings")}
     summary = _obj({
