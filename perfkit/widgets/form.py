@@ -25,10 +25,16 @@ SHORT = {"tensor_parallel": "TP", "context_parallel": "CP", "sequence_parallel":
          "expert_parallel": "EP", "data_parallel": "DP"}
 
 #: Request fields beyond the seed that the form offers, with the value the API assumes when they are absent.
-OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": None, "serving_mode": "static", "serving_engine": "generic",
+OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": "", "serving_mode": "static", "serving_engine": "generic",
                      "uncertainty": False}
+#: The KV-cache drop-down's first choice: the attention dtype (the API's default). Not ``None``: a drop-down
+#: whose value is ``None`` shows as blank in the browser.
+AS_ATTENTION = ""
 #: Every top-level request field the form shows.
 SHOWN = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "layers", *OPTIONAL_DEFAULTS)
+
+#: Width of one form: three side by side fit in a 1600 px window (the layer rows wrap inside it).
+FORM_WIDTH = "490px"
 
 DEFAULT_REQUEST = {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "hardware_config": "nvidia_gb200_single",
                    "batch_size": 1, "input_seq": 2048, "output_seq": 128}
@@ -62,7 +68,7 @@ class ConfigForm:
         self._on_change = on_change
         self._quiet = True
         style = {"description_width": "110px"}
-        wide = w.Layout(width="340px")
+        wide = w.Layout(width="320px")
         self.model = w.Dropdown(options=catalog.list_models(), description="model", style=style, layout=wide)
         self.hardware = w.Dropdown(options=catalog.list_hardware(), description="hardware", style=style,
                                    layout=wide)
@@ -74,7 +80,8 @@ class ConfigForm:
                                            style=style, layout=wide)
         self.pipeline_parallel = w.Dropdown(options=[1], value=1, description="pipeline stages", style=style,
                                             layout=wide)
-        self.kv_dtype = w.Dropdown(options=[("as attention", None), *DTYPES], value=None,
+        # every option a (label, value) pair: a list mixing pairs and plain values makes each pair one value
+        self.kv_dtype = w.Dropdown(options=[("as attention", AS_ATTENTION), *((d, d) for d in DTYPES)],
                                    description="KV cache dtype", style=style, layout=wide)
         self.serving_mode = w.Dropdown(options=SERVING_MODES, value=SERVING_MODES[0], description="batching",
                                        style=style, layout=wide)
@@ -95,7 +102,7 @@ class ConfigForm:
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
                               self.kv_dtype, self.serving_mode, self.serving_engine, self.uncertainty,
                               w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box],
-                             layout=w.Layout(width="530px", flex="0 0 auto"))
+                             layout=w.Layout(width=FORM_WIDTH, flex="0 0 auto"))
         self.set_request(request or DEFAULT_REQUEST, notify=False)
 
     # -- building ------------------------------------------------------------------------------------------

@@ -32,6 +32,14 @@ def message_html(text: str, error: bool = True) -> str:
     return f'<div style="color:{color};white-space:pre-wrap">{html.escape(text)}</div>' if text else ""
 
 
+def warning_html(text: str) -> str:
+    """A prominent warning (a configuration that does not fit): bold, on a red band above the results."""
+    if not text:
+        return ""
+    return ('<div class="perfkit-warning" style="background:#fdecea;border-left:6px solid #b00020;color:#b00020;'
+            f'font-weight:bold;padding:6px 10px;margin:4px 0;white-space:pre-wrap">{html.escape(text)}</div>')
+
+
 def mimebundle(widget, name: str) -> dict:
     """What a notebook shows for a panel: its widget, and where widgets cannot render (a notebook opened
     without running it, a static viewer) one line saying how to bring it to life."""
