@@ -182,8 +182,13 @@ class Tally:
                     f"top reasons: {why}")
         settings = ", ".join(f"{a}={self.best[a]}" for a in axes if a in self.best.index)
         line = (f"perfkit sweep: {self.runs} of {self.rows} configurations run; best {self.objective} "
-                f"{self.best[self.objective]:,.4g} at {settings}")
+                f"{_number(self.best[self.objective])} at {settings}")
         return line + (f"; {self.rows - self.runs} do not, top reasons: {why}" if self.reasons else "")
+
+
+def _number(value: float) -> str:
+    """12,345 or 3.142: thousands separated, never an exponent."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
 def _fronts(frame, by, x, y, pareto_front):
