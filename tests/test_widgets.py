@@ -19,6 +19,7 @@ from perfkit import catalog  # noqa: E402
 from perfkit.engine.layout import valid_tensor_parallel  # noqa: E402
 from perfkit import examples  # noqa: E402
 from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel  # noqa: E402
+from perfkit.widgets import render  # noqa: E402
 from perfkit.widgets.compare import css_class  # noqa: E402
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
@@ -109,7 +110,7 @@ def test_config_panel_shows_the_api_responses():
     expected = perfkit.system_metrics(examples.SEED_SYSTEM_REQUEST)
     assert panel.error == ""
     assert json.loads(panel.result_json.value) == expected == panel.response
-    assert "TTFT (ms)" in panel.table.value and f"{expected['ttft_ms']:,.4g}" in panel.table.value
+    assert "TTFT (ms)" in panel.table.value and render.number(expected['ttft_ms']) in panel.table.value
     # the layer JSON is the layer-metrics response of the chosen layer and phase, exactly
     panel.layer_choice.value = "attention (prefill)"
     layer_request = {"model_id": examples.TINYLLAMA, "hardware_config": "nvidia_gb200_single",
@@ -420,3 +421,12 @@ def test_sweep_panel_picks_with_check_boxes_not_ctrl_click():
     panel.hardware.boxes[panel.hardware.options.index("nvidia_l40s_server")].value = True  # one click
     assert "nvidia_l40s_server" in panel.hardware.value and seen[-1] == panel.hardware.value
     assert panel.grid()["hardware_config"] == list(panel.hardware.value)
+
+
+def test_tables_use_one_number_format():
+    # issue 12: "3.326e+05" beside "1,078" in one table
+    panel = ComparisonPanel(examples.parallelism_variants(batch_size=256), charts=False)
+    text = panel.table.value
+    assert "e+" not in text and "e-" not in text and "nan" not in text.lower()
+    big = panel.frame["throughput_tokens_s"].max()
+    assert big > 1000 and render.number(big) in text and "," in render.number(big)
