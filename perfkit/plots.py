@@ -47,20 +47,37 @@ def short(value: float) -> str:
     return f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def _plain_log(ax, *axes: str, minor_labels: bool = True) -> None:
-    """Log axes labelled 1, 10, 100 (and 2, 5 between) rather than 10^k; few minor ticks, which keeps
-    drawing fast."""
+def _plain_log(ax, *axes: str, minor_labels: bool | None = None) -> None:
+    """Log axes labelled 1, 10, 100 rather than 10^k; the 2 and 5 between are labelled too when the axis spans
+    less than :data:`MINOR_LABEL_DECADES` decades (``minor_labels=None``), where they would not crowd into
+    each other; few minor ticks, which keeps drawing fast."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for name in axes:
         axis = getattr(ax, f"{name}axis")
+        lo, hi = getattr(ax, f"get_{name}lim")()
+        narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < MINOR_LABEL_DECADES
         axis.set_major_formatter(FuncFormatter(lambda v, _: short(v)))
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)) if minor_labels else NullFormatter())
+        label_minor = narrow if minor_labels is None else minor_labels
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)) if label_minor else NullFormatter())
+
+
+#: Below this many decades a log axis labels its 2 and 5 ticks as well.
+MINOR_LABEL_DECADES = 1.5
 
 
 def label(column: str) -> str:
-    """Axis words for a column name (the column name itself when there are none)."""
+    """Axis words for a column name (the column name itself when there are none).
+
+    >>> label("measured_ttft_ms"), label("layers.all.tensor_parallel")
+    ('measured TTFT (ms)', 'tensor parallel')
+    """
+    for prefix in ("measured_", "predicted_"):
+        if column.startswith(prefix) and column != prefix:
+            return f"{prefix[:-1]} {label(column[len(prefix):])}"
     return LABELS.get(column, column.rsplit(".", 1)[-1].replace("_", " "))
 
 
@@ -322,8 +339,8 @@ def predicted_vs_measured(frame: pd.DataFrame, predicted: str, measured: str, ax
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax, "x", "y")
-    ax.set_xlabel(f"measured {label(measured)}")
-    ax.set_ylabel(f"predicted {label(predicted)}")
+    ax.set_xlabel(label(measured))  # "measured TTFT (ms)": the column names its side already
+    ax.set_ylabel(label(predicted))
     if by:
         ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.2)
