@@ -46,7 +46,7 @@ class ComparisonPanel:
         self.errors: dict[str, str] = {}
         self.frame = None
         self.add_button = w.Button(description="Add configuration", icon="plus", button_style="info",
-                                   layout=w.Layout(width="auto"))
+                                   layout=w.Layout(width="220px"))
         self.add_button.on_click(lambda _: self.add())
         # the forms wrap onto the next line rather than scroll sideways (three fit side by side at 1600 px)
         self.columns = w.HBox(layout=w.Layout(flex_flow="row wrap", width="100%"))
@@ -80,7 +80,8 @@ class ComparisonPanel:
         if label in self.labels:
             raise PerfkitError(f"label {label!r} is taken; labels in use: {', '.join(self.labels)}", field="label")
         form = ConfigForm(request, on_change=self.update, title=f"Configuration {label}")
-        remove = w.Button(description=f"Remove {label}", icon="trash", layout=w.Layout(width="140px"))
+        remove = w.Button(description=f"Remove {label}", icon="trash",
+                          layout=w.Layout(width="max-content", min_width="140px"))
         remove.on_click(lambda _, label=label: self.remove(label))
         form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
         box = form.widget.layout
