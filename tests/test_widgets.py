@@ -430,3 +430,23 @@ def test_tables_use_one_number_format():
     assert "e+" not in text and "e-" not in text and "nan" not in text.lower()
     big = panel.frame["throughput_tokens_s"].max()
     assert big > 1000 and render.number(big) in text and "," in render.number(big)
+
+
+def test_the_forms_offer_replicas_once_the_api_takes_them():
+    from perfkit.inputs import SYSTEM_OPTIONAL
+    from perfkit.widgets.form import HAS_REPLICAS
+
+    assert HAS_REPLICAS == ("replicas" in SYSTEM_OPTIONAL)
+    form = ConfigForm()
+    shown = form.replicas in form.widget.children
+    assert shown == HAS_REPLICAS
+    if not HAS_REPLICAS:
+        pytest.skip("the API has no replicas field yet")
+    assert "replicas" not in form.request()  # the default stays implicit
+    form.replicas.value = 2
+    body = form.request()
+    assert body["replicas"] == 2 and ConfigForm(body).request() == body
+    panel = ComparisonPanel({"A": examples.SEED_SYSTEM_REQUEST, "B": {**examples.SEED_SYSTEM_REQUEST, "replicas": 2}},
+                            charts=False)
+    assert panel.responses["B"] == perfkit.system_metrics({**examples.SEED_SYSTEM_REQUEST, "replicas": 2})
+    assert "replicas" in panel.table.value

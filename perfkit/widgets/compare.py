@@ -14,7 +14,7 @@ from ..examples import SEED_COMPARISON
 from .form import ConfigForm
 
 #: Rows of the comparison table: what each configuration is, then its figures.
-TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", *frames.HEADLINE)
+TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas", *frames.HEADLINE)
 
 
 class ComparisonPanel:

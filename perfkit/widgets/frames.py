@@ -22,7 +22,7 @@ from .. import api, catalog
 from ..engine.layout import LAYER_TYPES
 
 #: Request fields echoed into a system frame (the configuration half of a row).
-REQUEST_COLUMNS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")
+REQUEST_COLUMNS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas")
 #: The figures a comparison shows first, in reading order, with the words a table shows for them.
 HEADLINE = {
     "ttft_ms": "TTFT (ms)",
