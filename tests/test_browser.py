@@ -253,3 +253,33 @@ def test_sweep_panel_shows_its_tables_and_heatmap_controls_unclipped(sweep_url, 
     boxes = browser.find_elements(By.CSS_SELECTOR, ".widget-checkbox")
     assert len(boxes) >= 15  # hardware, tensor parallel and dtype pickers are check boxes, not Ctrl-click lists
     screenshot(browser, "sweep-panel", panel)
+
+
+@pytest.fixture(scope="module")
+def quickstart_url(tmp_path_factory):
+    """Voila serving the quickstart notebook (its last cell is the configuration panel)."""
+    yield from _voila(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path_factory)
+
+
+def test_configuration_panel_json_tab_has_room(quickstart_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(quickstart_url)
+    WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".perfkit-result_json"))
+    tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, ".lm-TabBar-tab, .p-TabBar-tab")
+               if t.text.strip() == "JSON")
+    tab.click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, ".perfkit-result_json").is_displayed())
+    boxes = [browser.find_element(By.CSS_SELECTOR, f".perfkit-{n} textarea")
+             for n in ("request_json", "result_json", "layer_json")]
+    for box in boxes:
+        assert box.size["width"] >= 340, box.size  # issue 12: cramped
+        assert box.get_attribute("value").lstrip().startswith("{"), "an empty JSON box"
+        assert box.location["x"] + box.size["width"] <= WIDTH
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTH
+    panel = boxes[1].find_element(By.XPATH, "./ancestor::div[contains(@class, 'widget-hbox')][last()]")
+    tabs = boxes[1].find_element(By.XPATH, "./ancestor::div[contains(@class, 'widget-tab')][1]")
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth + 1", tabs), \
+        "the JSON tab scrolls sideways"
+    screenshot(browser, "configuration-json-tab", panel)

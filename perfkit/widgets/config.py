@@ -44,13 +44,13 @@ class ConfigPanel:
         self.layer_table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="980px"))
         self.fit_warning = w.HTML()
-        json_box = w.Layout(width="100%", height="460px")
+        json_box = w.Layout(width="auto", height="460px")
         self.request_json = w.Textarea(layout=json_box)
         self.result_json = w.Textarea(layout=json_box)
         self.layer_choice = w.Dropdown(description="layer", layout=w.Layout(width="auto"))
-        self.layer_json = w.Textarea(layout=w.Layout(width="100%", height="420px"))
+        self.layer_json = w.Textarea(layout=w.Layout(width="auto", height="420px"))
         self.layer_choice.observe(lambda _: self._show_layer_json(), names="value")
-        column = w.Layout(flex="1 1 360px", min_width="360px", margin="0 6px 6px 0")
+        column = w.Layout(flex="1 1 360px", min_width="360px", margin="0 6px 6px 0", overflow="hidden")
         tabs = w.Tab([w.VBox([self.table, self.chart]), self.layer_table,
                       # the three JSON bodies share the width and wrap under each other when it is narrow
                       w.HBox([w.VBox([w.HTML("<b>the request</b>"), self.request_json], layout=column),
@@ -58,8 +58,8 @@ class ConfigPanel:
                                      layout=column),
                               w.VBox([w.HTML("<b>POST /config/layer-metrics</b>"), self.layer_choice,
                                       self.layer_json], layout=column)],
-                             layout=w.Layout(flex_flow="row wrap", width="100%"))],
-                     layout=w.Layout(width="100%"))
+                             layout=w.Layout(flex_flow="row wrap", width="auto", overflow="hidden"))],
+                     layout=w.Layout(width="auto"))
         for i, title in enumerate(("System", "Layers", "JSON")):
             tabs.set_title(i, title)
         for name in ("fit_warning", "message", "table", "layer_table", "chart", "request_json", "result_json",
@@ -101,8 +101,8 @@ class ConfigPanel:
         self.result_json.value = render.json_text(response)
         chosen = self.layer_choice.value
         self.layer_choice.options = [f"{t} ({p})" for t, p in layer_responses]
-        if chosen in self.layer_choice.options:
-            self.layer_choice.value = chosen
+        # keep the layer shown; the first one otherwise (a drop-down left at None shows blank)
+        self.layer_choice.value = chosen if chosen in self.layer_choice.options else self.layer_choice.options[0]
         self._show_layer_json()
         if self._charts:
             self.chart.value = self._draw()
