@@ -149,14 +149,15 @@ def memory_breakdown(memory: pd.DataFrame, ax=None):
                label="chip capacity")
     fits = used <= memory["hw_capacity_gb"]
     for name, u, capacity, ok in zip(names, used, memory["hw_capacity_gb"], fits):
-        ax.annotate(f"{short(u)} of {short(capacity)} GB" + ("" if ok else "\nDOES NOT FIT"), (name, u),
+        # the capacity to one decimal, as the API's notes give it (85.5 GB, not "86")
+        ax.annotate(f"{short(u)} of {capacity:.1f} GB" + ("" if ok else "\nDOES NOT FIT"), (name, u),
                     textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7,
                     color="black" if ok else "#B00020", fontweight="normal" if ok else "bold")
     capacity = float(memory["hw_capacity_gb"].max())
     top = max(float(used.max()), capacity)
     if capacity > 5 * used.max():  # the capacity would flatten every bar: scale to the bars, say it in words
         top = float(used.max()) * 1.5
-        ax.text(0.02, 0.97, f"chip capacity {short(capacity)} GB (above the scale)", transform=ax.transAxes,
+        ax.text(0.02, 0.97, f"chip capacity {capacity:.1f} GB (above the scale)", transform=ax.transAxes,
                 ha="left", va="top", fontsize=7, color="#C44E52")
     if log:
         ax.set_yscale("log")
@@ -211,13 +212,15 @@ def pareto_front(frame: pd.DataFrame, ax=None, x: str = "tpot_ms", y: str = "thr
     With ``color`` (e.g. ``num_chips``) the front's markers take one colour per value of that column, with
     ``marker`` (e.g. ``hardware_config``) one shape per value; the legends sit outside the axes."""
     ax = _ax(ax)
-    ax.scatter(frame[x], frame[y], s=8, color="0.8", label="every configuration", zorder=1)
     best = (frame[frame[front].astype(bool)] if isinstance(front, str) else front).sort_values(x)
+    every = frame[marker].astype(str) if marker else pd.Series("", index=frame.index)
+    shapes = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(sorted(every.unique()))}
+    for value, group in frame.groupby(every, sort=True):  # every configuration, shaped by its hardware
+        ax.scatter(group[x], group[y], s=9, color="0.78", marker=shapes[value], zorder=1, linewidths=0)
     ax.plot(best[x], best[y], color="black", lw=1, zorder=2, label="Pareto front")
     colour_of = best[color] if color else pd.Series(0, index=best.index)
     shape_of = best[marker].astype(str) if marker else pd.Series("", index=best.index)
     colours = {v: f"C{i % 10}" for i, v in enumerate(sorted(colour_of.unique()))} if color else {0: "#C44E52"}
-    shapes = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(sorted(shape_of.unique()))}
     for (c, m), group in best.groupby([colour_of, shape_of], sort=True):
         ax.scatter(group[x], group[y], s=44, zorder=3, color=colours[c], marker=shapes[m], edgecolors="white",
                    linewidths=0.5)
