@@ -19,7 +19,7 @@ from perfkit import catalog  # noqa: E402
 from perfkit.engine.layout import valid_tensor_parallel  # noqa: E402
 from perfkit import examples  # noqa: E402
 from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel  # noqa: E402
-from perfkit.widgets import render  # noqa: E402
+from perfkit.widgets import frames, render  # noqa: E402
 from perfkit.widgets.compare import css_class  # noqa: E402
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
@@ -450,3 +450,10 @@ def test_the_forms_offer_replicas_once_the_api_takes_them():
                             charts=False)
     assert panel.responses["B"] == perfkit.system_metrics({**examples.SEED_SYSTEM_REQUEST, "replicas": 2})
     assert "replicas" in panel.table.value
+
+
+def test_notebook_tables_rerun_to_the_same_output_without_nan():
+    frame = frames.comparison_table(frames.system_frame(examples.parallelism_variants()))
+    first, again = render.styled(frame), render.styled(frame.copy())
+    assert first._repr_html_() == again._repr_html_()  # no random ids: nbval compares stored outputs
+    assert "at 0x" not in repr(first) and "NaN" not in repr(first) and "nan" not in first._repr_html_().lower()

@@ -34,10 +34,26 @@ def number(value, digits: int = 4) -> str:
     return f"{round(value, decimals):,.{decimals}f}"
 
 
+def _cell(value) -> str:
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return number(value)
+    return "" if value is None else str(value)
+
+
 def styled(frame: pd.DataFrame):
-    """``frame`` for a notebook: every number in :func:`number`'s format, blanks where there is no value."""
-    return frame.style.format(lambda v: number(v) if isinstance(v, numbers.Number) and not isinstance(v, bool)
-                              else ("" if v is None else html.escape(str(v))))
+    """``frame`` for a notebook: every number in :func:`number`'s format, blanks where there is no value. The
+    HTML ids derive from the table's content (not pandas' random ones) and the plain-text form is the table
+    itself (not an object address), so a rerun stores the same output."""
+    import hashlib
+
+    from pandas.io.formats.style import Styler
+
+    class Table(Styler):
+        def __repr__(self) -> str:
+            return self.data.map(_cell).to_string()
+
+    uuid = hashlib.sha1(frame.to_csv().encode()).hexdigest()[:8]
+    return Table(frame, uuid=uuid).format(lambda v: html.escape(_cell(v)))
 
 
 def table_html(frame: pd.DataFrame, digits: int = 4) -> str:
