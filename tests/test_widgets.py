@@ -375,7 +375,8 @@ def test_sweep_panel_with_nothing_that_fits_says_so(sweep_panel):
     panel.tensor_parallel.value = (1,)
     panel.run()
     assert panel.error == "" and int(panel.table["valid"].sum()) == 0
-    assert "0 run" in panel.status.value and panel.best is None and panel.pareto_chart.value == b""
+    assert "none of the" in panel.status.value and "does not fit" in panel.status.value  # and why
+    assert panel.best is None and panel.pareto_chart.value == b""
     panel.heat_x.value = panel.heat_y.value  # the same axis twice draws nothing rather than failing
 
 

@@ -147,8 +147,14 @@ class SweepPanel:
         self.table = table
         self.front = pareto_front(table, x="tpot_ms", y="throughput_per_chip_tokens_s")
         runs = int(table["valid"].sum())
-        self.status.value = render.message_html(
-            f"{len(table):,} configurations, {runs:,} run, {len(self.front)} on the Pareto front", error=False)
+        reasons = table.loc[~table["valid"], "reason"].value_counts()
+        why = "; ".join(f"{n:,} x {text}" for text, n in reasons[reasons > 0].head(3).items())
+        if runs:
+            text = f"{len(table):,} configurations, {runs:,} run, {len(self.front)} on the Pareto front"
+        else:
+            text = f"none of the {len(table):,} configurations runs"
+        self.status.value = render.message_html(text + (f"; top reasons the others do not: {why}" if why else ""),
+                                                error=not runs)
         try:
             self.best = best_config(table, "throughput_per_chip_tokens_s", max_ttft_ms=self.max_ttft_ms.value,
                                     max_tpot_ms=self.max_tpot_ms.value)
