@@ -458,3 +458,12 @@ def test_notebook_tables_rerun_to_the_same_output_without_nan():
     first, again = render.styled(frame), render.styled(frame.copy())
     assert first._repr_html_() == again._repr_html_()  # no random ids: nbval compares stored outputs
     assert "at 0x" not in repr(first) and "NaN" not in repr(first) and "nan" not in first._repr_html_().lower()
+
+
+@pytest.mark.parametrize("module", ["perfkit.widgets.picks", "perfkit.widgets.render", "perfkit.calibration.predict"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
