@@ -176,8 +176,8 @@ def fit_note(model, hw, flat: dict, profile, figures: dict) -> str:
     the layout with every tensor-parallel degree doubled, or the pipeline stages doubled, up to
     :data:`FIT_DOUBLINGS` times (the whole family is one engine call)."""
     capacity = hw.memory_bytes
-    head = (f"does not fit: {figures['memory_per_chip_gb']:.1f} GB per chip > {capacity / 1e9:.1f} GB "
-            f"({capacity / 2**30:.0f} GiB) of one {hw.chip}")
+    # decimal GB, as every figure (a chip sold as "80GB" holds 80 GiB: README, "What the numbers mean")
+    head = f"does not fit: {figures['memory_per_chip_gb']:.1f} GB per chip > {capacity / 1e9:.1f} GB of one {hw.chip}"
     base = to_arrays(flat)
     scale = 2 ** np.arange(1, FIT_DOUBLINGS + 1)
     ones = np.ones_like(scale)

@@ -224,7 +224,7 @@ class Sweep:
                 codes[i] = self._reason_cache[cache_key]
             ids[found] = codes
         no_fit = self.reasons.code(f"does not fit: memory_per_chip_gb exceeds the {hw.memory_bytes / 1e9:.1f} GB "
-                                   f"({hw.memory_bytes / 2**30:.0f} GiB) of one {hw.chip}")
+                                   f"of one {hw.chip}")
         return np.where(ids >= 0, ids, np.where(fits, 0, no_fit).astype(np.int32))
 
     @staticmethod
