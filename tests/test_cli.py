@@ -108,3 +108,13 @@ def test_calibrate_without_out_dir_writes_to_the_user_cache(tmp_path, monkeypatc
     assert sorted(p.name for p in (written / "hardware").glob("*.yaml")) == sorted(p.name for p in shipped)
     assert (written / "serving" / "vllm.yaml").is_file()
     assert all(p.read_bytes() == text for p, text in shipped.items())  # the package's files are untouched
+
+
+def test_a_dask_sweep_ends_with_the_summary_line_too(capsys, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:  # threads: starts in a second
+        status = main([*SWEEP, "--tp", "1,3,8", "--batch", "1,64", "--input-seq", "1024", "--output-seq", "128",
+                       "--dask", cluster.scheduler_address, "--chunk-rows", "2", "-o", str(tmp_path / "parts")])
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 0 and summary.startswith("perfkit sweep: 2 of 6 configurations run; best")

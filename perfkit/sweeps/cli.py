@@ -204,6 +204,7 @@ def _fronts(frame, by, x, y, pareto_front):
 def _run_dask(args, spec, start) -> int:
     from dask.distributed import Client, LocalCluster
 
+    from .analysis import DERIVED
     from .distributed import to_parquet
 
     if not args.output:
@@ -211,6 +212,9 @@ def _run_dask(args, spec, start) -> int:
     if args.pareto_png:
         raise PerfkitError("--pareto-png reads the table in memory; draw it from the Parquet folder instead",
                            field="pareto_png")
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     cluster = LocalCluster() if args.dask == "local" else None
     with Client(cluster or args.dask) as client:
         rows = to_parquet(spec, args.output, chunk_rows=args.chunk_rows, client=client)
@@ -218,7 +222,15 @@ def _run_dask(args, spec, start) -> int:
         cluster.close()
     print(f"perfkit sweep: {rows} configurations on Dask in {time.perf_counter() - start:.2f} s -> "
           f"{args.output}", file=sys.stderr)
-    return 0
+    tally, axes = Tally(args.pareto_y), []
+    for part in sorted(Path(args.output).glob("part-*.parquet")):  # one part at a time: memory stays bounded
+        meta = json.loads(pq.read_schema(part).metadata[b"perfkit"])
+        axes = meta["axes"]
+        need = [*axes, "valid", "reason", "throughput_tokens_s", "num_chips",
+                *([] if args.pareto_y in DERIVED else [args.pareto_y])]
+        tally.add(pd.read_parquet(part, columns=list(dict.fromkeys(need))))
+    print(tally.summary(axes), file=sys.stderr)
+    return 0 if tally.runs else NOTHING_RUNS
 
 
 def _plot(front, by, x: str, y: str, path: str) -> None:
