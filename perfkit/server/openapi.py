@@ -107,6 +107,7 @@ def _schemas() -> dict:
             "compute": _numbers("flops_per_chip_tflops", "total_flops_tflops"),
             "bottleneck": _numbers("compute_pct", "memory_pct", "communication_pct"),
             "phase": {"type": "string", "enum": list(PHASES)}, "time_per_instance_ms": {"type": "number"},
+            "hbm_traffic_per_instance_gb": {"type": "number"},
         }, ("layer_type", "num_instances", "num_chips", "parallelism", "memory", "compute", "bottleneck"),
             extra=True),
         "SystemMetricsRequest": _obj({k: fields[k] for k in (*SYSTEM_REQUIRED, *SYSTEM_OPTIONAL)},
