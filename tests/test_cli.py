@@ -33,7 +33,8 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     writer.stdout.readline()
     writer.stdout.close()
     err = writer.stderr.read().decode()
-    assert writer.wait(timeout=60) == BROKEN_PIPE
+    # 141 when the write hit the closed pipe; 0 when the whole listing fit in the pipe's buffer first
+    assert writer.wait(timeout=60) in (BROKEN_PIPE, 0)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
