@@ -12,12 +12,14 @@ from .api import layer_metrics, layers, system_metrics
 from .catalog import list_hardware, list_models
 from .errors import NotFoundError, PerfkitError
 from .sweeps import sweep
+from .simulate import simulate  # noqa: E402 (the function shadows its subpackage's name, on purpose)
 
 __all__ = [
     "layers",
     "layer_metrics",
     "system_metrics",
     "sweep",
+    "simulate",
     "list_models",
     "list_hardware",
     "PerfkitError",

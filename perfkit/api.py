@@ -7,7 +7,7 @@ import numpy as np
 
 from . import catalog
 from .dtypes import DTYPES
-from .engine import layout
+from .engine import layout, load
 from .engine.system import evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
@@ -55,7 +55,10 @@ def system_metrics(request: dict) -> dict:
     figures = evaluate(model, hw, to_arrays(flat), profile)
     out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in figures.items()}
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
-    return system_response(out, notes(model, hw, flat), uncertainty=flat["uncertainty"])
+    caveats = notes(model, hw, flat)
+    if out.get("load_saturated"):
+        caveats.append(load.saturation_note({**flat, **out}))
+    return system_response(out, caveats, uncertainty=flat["uncertainty"])
 
 
 def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> dict:
@@ -76,9 +79,19 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
             "notes": notes,
         },
     }
+    if "load_saturated" in row:
+        body["load"] = {key: _finite(row["load_" + key]) for key in load.FIELDS if key not in ("bound", "saturated")}
+        body["load"]["bound"] = str(row["load_bound"])
+        body["load"]["saturated"] = bool(row["load_saturated"])
     if uncertainty:
         body["uncertainty"] = {k: float(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
     return body
+
+
+def _finite(value):
+    """A float, or ``None`` where the figure is unbounded (a saturated queue): JSON has no infinity."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def layer_metrics(request: dict) -> dict:

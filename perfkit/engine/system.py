@@ -28,7 +28,7 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
-from . import layout
+from . import layout, load
 from .costs import COSTS, Collective, Pass, instances
 from .timing import collective_seconds, communication_seconds, compute_seconds, memory_seconds
 
@@ -116,6 +116,11 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
     ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
     shape = np.broadcast(batch, isl, osl, chips, ttft_ms, tpot_ms).shape
     band = profile.band
+    loaded = {}
+    if "arrival_rate_qps" in cfg:  # an open-loop load (validated to come with continuous batching)
+        prices = step_prices(model, hw, profile, cfg, prefill["seconds"], mem, chips)
+        loaded = load.open_loop(prices, cfg["arrival_rate_qps"], isl, osl, cfg.get("input_seq_cv", 0.0),
+                                cfg.get("output_seq_cv", 0.0), cfg.get("replicas", 1))
     return {
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
@@ -136,6 +141,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "tpot_ms_p10": tpot_ms * band["tpot_p10"],
         "tpot_ms_p90": tpot_ms * band["tpot_p90"],
         "code": np.broadcast_to(code, shape),
+        **loaded,
     }
 
 
@@ -149,10 +155,7 @@ def _largest(compute, memory, communication, shape) -> np.ndarray:
 def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):
     """TTFT and TPOT of a closed loop of ``batch_size`` requests under continuous batching (seconds)."""
     batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
-    kv_per_sequence = mem["chip_kv"] / batch
-    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (batch * isl))  # chunked prefill bounds activations
-    free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
-    running = np.clip(np.floor(free / kv_per_sequence), 1, batch)
+    running = _running(hw, profile, cfg, mem)
     one = _pass(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True), chips)
     step = _pass(model, hw, profile, cfg, Pass(running, 1, isl + osl / 2.0, isl + osl, prefill=False), chips)
     per_request_prefill = prefill_all_s / batch  # the batched cost of one prompt
@@ -162,6 +165,39 @@ def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):
     ttft = (profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + chunks * step["seconds"]
             + queue)
     return ttft, tpot
+
+
+def _running(hw, profile, cfg, mem):
+    """Sequences whose KV cache fits at once next to the weights and one prompt chunk's activations (at most
+    ``batch_size``)."""
+    batch, isl = cfg["batch_size"], cfg["input_seq"]
+    kv_per_sequence = mem["chip_kv"] / batch
+    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (batch * isl))  # chunked prefill bounds activations
+    free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
+    return np.clip(np.floor(free / kv_per_sequence), 1, batch)
+
+
+def continuous_prices(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg) -> load.StepPrices:
+    """:func:`step_prices` of a configuration on its own (what :func:`evaluate` builds on the way)."""
+    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
+    chips = layout.num_chips(cfg)
+    prefill = _pass(model, hw, profile, cfg, Pass(batch, isl, isl, isl + osl, prefill=True), chips)
+    mem = _memory(model, hw, cfg, prefill["costs"], chips)
+    return step_prices(model, hw, profile, cfg, prefill["seconds"], mem, chips)
+
+
+def step_prices(model, hw, profile, cfg, prefill_all_s, mem, chips) -> load.StepPrices:
+    """What one continuous-batching step costs (for :mod:`perfkit.engine.load` and :mod:`perfkit.simulate`):
+    the decode pass at ``n`` sequences of the mean context, and each prompt token at the batched prefill's
+    cost per token times ``prefill_interference`` (the same price the closed-loop TPOT above pays)."""
+    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
+
+    def decode(n):
+        return _pass(model, hw, profile, cfg, Pass(n, 1, isl + osl / 2.0, isl + osl, prefill=False), chips)["seconds"]
+
+    return load.StepPrices(decode=decode, prompt_token_s=profile.prefill_interference * prefill_all_s / (batch * isl),
+                           chunk_tokens=profile.prefill_chunk_tokens, running_cap=_running(hw, profile, cfg, mem),
+                           request_overhead_s=profile.request_overhead_s)
 
 
 def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool) -> dict:

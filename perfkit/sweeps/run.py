@@ -16,7 +16,7 @@ from .. import catalog
 from ..dtypes import DTYPES
 from ..engine import layout
 from ..engine.system import evaluate
-from ..inputs import to_arrays
+from ..inputs import REAL_LIMITS, to_arrays
 from .grid import GROUP, WORKLOAD, Grid, Requests, engine_values
 from .table import Cat, Labels
 
@@ -147,7 +147,7 @@ class Sweep:
                 if key in self.engine_keys:
                     self.encoded[key] = engine_values(key, self.labels[key].items)
             else:
-                self.columns[key] = np.asarray(values, dtype=np.int64)
+                self.columns[key] = np.asarray(values, dtype=np.float64 if key in REAL_LIMITS else np.int64)
 
     def _evaluate_requests(self, chunk: Chunk) -> dict:
         sl = slice(chunk.lo, chunk.hi)
@@ -203,7 +203,7 @@ class Sweep:
         found = np.nonzero(reduced)
         ids = np.full(reduced.shape, -1, dtype=np.int32)
         if len(found[0]):
-            keys = sorted(k for k in cfg)
+            keys = sorted(k for k in cfg if k not in REAL_LIMITS)  # the layout's integers: what reasons name
             table = np.stack([reduced[found]] + [np.broadcast_to(cfg[k], shape)[cut][found] for k in keys], axis=1)
             codes = np.empty(len(table), dtype=np.int32)
             for i, key_row in enumerate(table):
