@@ -39,24 +39,35 @@ def compare(base: dict, loads=LOADS, n_requests: int = 4000, seed: int = 0) -> p
     return pd.DataFrame(rows)
 
 
+def _markdown(df: pd.DataFrame) -> str:
+    head = "| load | rate (req/s) | " + " | ".join(f"{k} analytic / sim (err)" for k in KEYS) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(KEYS))]
+    for _, r in df.iterrows():
+        cells = [f"{r[k + ' analytic']:.1f} / {r[k + ' sim']:.1f} ({r[k + ' err%']:+.0f}%)" for k in KEYS]
+        lines.append(f"| {r['load']:.0%} | {r['rate_qps']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--requests", type=int, default=30000)
     args = parser.parse_args()
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
     for name, base in CASES.items():
-        print(f"## {name}")
-        print(compare(base, n_requests=args.requests).round(1).to_string(index=False))
+        print(f"\n{name}: {base['model_id']} on {base['hardware_config']}, input {base['input_seq']}, output "
+              f"{base['output_seq']}, batch_size cap {base['batch_size']}\n")
+        print(_markdown(compare(base, n_requests=args.requests)))
     base = CASES["llama70b-h200-tp8"]
     t0 = time.perf_counter()
-    df = perfkit.sweep({**base, "arrival_rate_qps": [0.5 * i for i in range(1, 21)]})
+    df = perfkit.sweep({**base, "arrival_rate_qps": [0.5 * i for i in range(1, 21)],
+                        "batch_size": [16 * i for i in range(1, 51)]})
     analytic_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     perfkit.simulate({**base, "arrival_rate_qps": 8.0}, n_requests=args.requests)
     sim_s = time.perf_counter() - t0
-    print(f"analytic: {len(df)} rates in {analytic_s * 1e3:.1f} ms; simulator: {args.requests} requests at one rate "
-          f"in {sim_s:.2f} s")
+    print(f"\nanalytic: {len(df)} configurations (50 running-sequence caps x 20 rates) in {analytic_s * 1e3:.0f} ms; "
+          f"simulator: {args.requests} requests at one rate in {sim_s:.2f} s")
 
 
 if __name__ == "__main__":
