@@ -79,6 +79,9 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
             "notes": notes,
         },
     }
+    if "usd_per_million_output_tokens" in row or "load_saturated" in row:  # the seed's body stays as it was
+        body["cost"] = {k: _finite(row[k]) for k in ("joules_per_output_token", "usd_per_million_output_tokens")
+                        if k in row}
     if "load_saturated" in row:
         body["load"] = {key: _finite(row["load_" + key]) for key in load.FIELDS if key not in ("bound", "saturated")}
         body["load"]["bound"] = str(row["load_bound"])

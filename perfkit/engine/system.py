@@ -28,7 +28,7 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
-from . import layout, load
+from . import layout, load, price
 from .costs import COSTS, Collective, Pass, instances
 from .timing import collective_seconds, communication_seconds, compute_seconds, memory_seconds
 
@@ -121,6 +121,9 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         prices = step_prices(model, hw, profile, cfg, prefill["seconds"], mem, chips)
         loaded = load.open_loop(prices, cfg["arrival_rate_qps"], isl, osl, cfg.get("input_seq_cv", 0.0),
                                 cfg.get("output_seq_cv", 0.0), cfg.get("replicas", 1))
+    # per output token at the served rate: the open-loop achieved rate, else the closed-loop throughput
+    served = loaded["load_output_tokens_s"] if loaded else batch * 1000.0 / tpot_ms
+    spent = price.per_output_token(hw, chips, served, cfg.get("price_per_chip_hour"))
     return {
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
@@ -142,6 +145,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "tpot_ms_p90": tpot_ms * band["tpot_p90"],
         "code": np.broadcast_to(code, shape),
         **loaded,
+        **spent,
     }
 
 

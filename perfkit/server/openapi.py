@@ -145,6 +145,12 @@ def _schemas() -> dict:
             }, ("num_chips", "bottleneck", "fits_on_hardware"), extra=True),
             "uncertainty": _numbers("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90"),
             "load": _load_schema(),
+            "cost": _obj({"joules_per_output_token": {"type": ["number", "null"]},
+                          "usd_per_million_output_tokens": {"type": ["number", "null"]}},
+                         ("joules_per_output_token",),
+                         description="per output token at the served rate: joules with every chip at its TDP "
+                                     "(an upper bound; null where the hardware file gives no TDP) and, with "
+                                     "price_per_chip_hour, USD per million"),
         }, ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "memory", "system"), extra=True),
         "ModelsResponse": _obj({"models": {"type": "array", "items": model}}, ("models",)),
         "HardwareResponse": _obj({"hardware": {"type": "array", "items": summary}}, ("hardware",)),
