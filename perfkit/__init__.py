@@ -13,6 +13,7 @@ from .catalog import list_hardware, list_models
 from .errors import NotFoundError, PerfkitError
 from .sweeps import sweep
 from .simulate import simulate  # noqa: E402 (the function shadows its subpackage's name, on purpose)
+from .planner import plan
 
 __all__ = [
     "layers",
@@ -20,6 +21,7 @@ __all__ = [
     "system_metrics",
     "sweep",
     "simulate",
+    "plan",
     "list_models",
     "list_hardware",
     "PerfkitError",

@@ -1,0 +1,256 @@
+"""The search: every layout of a chip budget, swept over rates with :func:`perfkit.sweep`, filtered by the SLOs.
+
+A *layout* is the tensor, pipeline and expert degrees of one copy, the number of copies (``replicas``), the
+weight and KV dtypes and the running-sequence cap of each copy. Its *best rate* is the largest arrival rate
+whose p99 TTFT and p99 TPOT (the ``load_*`` figures of the engine) meet the SLOs: found on a geometric grid of
+rates up to the largest capacity, then refined for the leading layouts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog
+from ..engine.layout import valid_tensor_parallel
+from ..errors import PerfkitError
+from ..inputs import SYSTEM_OPTIONAL, check_int, check_real
+from ..sweeps import pareto_front, sweep
+from . import launch
+
+#: Per-copy running-sequence caps tried (``max_num_seqs`` / ``--max-running-requests``).
+RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
+COARSE_RATES = 32  # geometric grid points from 1/1000 of the largest capacity to it
+FINE_RATES = 16  # refinement points between a layout's best grid rate and the next one
+REFINED = 10  # layouts whose best rate is refined
+LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas", "dtype", "kv_dtype",
+          "max_running_sequences")
+
+
+@dataclass
+class Plan:
+    """The answer of :func:`plan`.
+
+    ``layouts``: one row per layout that meets the SLOs at some rate, at its best rate, ranked by requests/s
+    per chip (then tokens/s per user); ``pareto``: the rows (any layout, any rate) that no other row beats on
+    both output tokens/s per chip and tokens/s per user; ``reason`` says why ``layouts`` is empty and
+    ``closest_miss`` is then the configuration nearest to the SLOs; ``commands`` holds the launch commands
+    of the best layout for each serving engine.
+    """
+
+    layouts: pd.DataFrame
+    pareto: pd.DataFrame
+    slo: dict
+    reason: str = ""
+    closest_miss: dict | None = None
+    commands: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> pd.Series | None:
+        return None if self.layouts.empty else self.layouts.iloc[0]
+
+    def command(self, engine: str = "vllm", rank: int = 0) -> str:
+        """The launch command of the layout ranked ``rank`` (0 = best) on ``engine``."""
+        if self.layouts.empty:
+            raise PerfkitError(f"the plan is empty: {self.reason}", field="slo")
+        if not 0 <= rank < len(self.layouts):
+            raise PerfkitError(f"rank={rank} is not in the plan; valid choices: 0 to {len(self.layouts) - 1}",
+                               field="rank")
+        row = self.layouts.iloc[rank]
+        return launch.command(engine, row, self.slo["model_id"], self.slo["memory_fraction"])
+
+    def __repr__(self) -> str:
+        if self.layouts.empty:
+            return f"Plan(empty: {self.reason})"
+        b = self.best
+        return (f"Plan({len(self.layouts)} layouts; best: TP{b['tensor_parallel']} PP{b['pipeline_parallel']} "
+                f"EP{b['expert_parallel']} x{b['replicas']} {b['dtype']}/{b['kv_dtype']} KV, "
+                f"{b['arrival_rate_qps']:.3g} req/s)")
+
+
+def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output_seq: int, ttft_p99_ms: float,
+         tpot_p99_ms: float, *, serving_engine: str = "generic", input_seq_cv: float = 0.0,
+         output_seq_cv: float = 0.0, price_per_chip_hour: float | None = None, dtypes=None, kv_dtypes=None,
+         running_caps=RUNNING_CAPS) -> Plan:
+    """The layouts of ``chips`` chips that serve the most requests/s per chip within p99 TTFT and TPOT SLOs.
+
+    Sweeps tensor x pipeline (x expert, for mixture-of-experts models) degrees, replicas, weight dtypes
+    (``dtypes``: the model's own and fp8 where the chip has it), KV dtypes and running-sequence caps, each at
+    a grid of Poisson rates, with the engine's open-loop figures; keeps what meets both SLOs unsaturated.
+    SLOs no layout meets give an empty plan with the reason and the closest miss, not an error.
+
+    >>> import perfkit
+    >>> p = perfkit.plan("meta-llama/Llama-3.1-8B", "nvidia_h100_hgx", 2, 1024, 128, ttft_p99_ms=2000,
+    ...                  tpot_p99_ms=50, running_caps=(32, 128))
+    >>> bool(p.layouts["load_ttft_ms_p99"].max() <= 2000), p.command("vllm").startswith("vllm serve")
+    (True, True)
+    """
+    model, hw = catalog.model_spec(model_id), catalog.hardware_spec(hardware_config)
+    profile = catalog.serving_profile(serving_engine)
+    chips = check_int(chips, "chips", 1 << 16)
+    slo = {"ttft_p99_ms": _positive(ttft_p99_ms, "ttft_p99_ms"), "tpot_p99_ms": _positive(tpot_p99_ms, "tpot_p99_ms"),
+           "model_id": model_id, "memory_fraction": profile.memory_utilization}
+    base = {"model_id": model_id, "hardware_config": hardware_config, "serving_engine": serving_engine,
+            "input_seq": input_seq, "output_seq": output_seq, "serving_mode": "continuous",
+            "input_seq_cv": check_real(input_seq_cv, "input_seq_cv"),
+            "output_seq_cv": check_real(output_seq_cv, "output_seq_cv")}
+    if price_per_chip_hour is not None:
+        base["price_per_chip_hour"] = price_per_chip_hour
+    grids = list(_grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps))
+    probe = _table(grids, [1e-3])  # capacity does not depend on the rate: one cheap pass finds it
+    runs = probe[probe["valid"] & (probe["num_chips"] == chips)]
+    if runs.empty:
+        return _empty(probe, slo, "no layout of {chips} chips runs: {why}".format(
+            chips=chips, why=_common_reason(probe, chips)))
+    top = float(runs["load_capacity_qps"].max())
+    rates = list(np.geomspace(top / 1000.0, top * 0.999, COARSE_RATES))
+    table = _table(grids, rates)
+    table = table[table["valid"] & (table["num_chips"] == chips)]
+    meets = _meets(table, slo)
+    if not meets.any():
+        return _empty(table, slo, _miss_reason(table, slo))
+    best = _best(table[meets])
+    best = _refine(best, grids, slo)
+    ranked = best.sort_values(["requests_s_per_chip", "tokens_s_per_user"], ascending=False).reset_index(drop=True)
+    front = pareto_front(table[meets], x="tokens_s_per_user", y="tokens_s_per_chip", minimize_x=False)
+    result = Plan(layouts=ranked, pareto=front.reset_index(drop=True), slo=slo)
+    result.commands = launch.commands(ranked.iloc[0], model_id, profile.memory_utilization)
+    return result
+
+
+def _positive(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise PerfkitError(f"{field} must be a positive number of milliseconds, got {value!r}", field=field)
+    return float(value)
+
+
+def _grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps):
+    """One sweep grid per (replicas, tensor degree): every other degree's product fills the copy."""
+    replicas_ok = "replicas" in SYSTEM_OPTIONAL
+    native = model.default_dtype("attention")
+    dtypes = list(dtypes or dict.fromkeys([native] + (["fp8"] if hw.compute_dtype("fp8") == "fp8" else [])))
+    kv_dtypes = list(kv_dtypes or dict.fromkeys([native] + (["fp8"] if hw.compute_dtype("fp8") else [])))
+    tps = set(valid_tensor_parallel(model, "attention", chips)) & set(valid_tensor_parallel(model, "feedforward", chips))
+    for replicas in [r for r in range(1, chips + 1) if chips % r == 0] if replicas_ok else [1]:
+        copy = chips // replicas
+        for tp in sorted(t for t in tps if copy % t == 0):
+            rest = copy // tp
+            pps = [p for p in range(1, rest + 1) if rest % p == 0 and p <= model.num_layers]
+            grid = {**base, "pipeline_parallel": pps, "batch_size": [c * replicas for c in running_caps],
+                    "kv_dtype": kv_dtypes,
+                    "layers": {"all": {"tensor_parallel": tp, "dtype": dtypes}}}
+            if model.is_moe:
+                eps = [e for e in range(1, rest + 1) if rest % e == 0 and model.num_experts % e == 0]
+                grid["layers"]["feedforward"] = {"expert_parallel": eps}
+            if replicas_ok:
+                grid["replicas"] = replicas
+            yield grid
+
+
+def _table(grids, rates) -> pd.DataFrame:
+    frames = []
+    for grid in grids:
+        df = sweep({**grid, "arrival_rate_qps": rates})
+        frames.append(_columns(df, grid))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _columns(df: pd.DataFrame, grid: dict) -> pd.DataFrame:
+    """Plan columns: the layout under plain names, then per-chip and per-user figures."""
+    replicas = grid.get("replicas", 1)
+    n = len(df)
+
+    def column(name, fixed):
+        return df[name].to_numpy() if name in df else np.full(n, fixed)
+
+    layers = grid["layers"]
+    batch = column("batch_size", grid["batch_size"])
+    out = pd.DataFrame({
+        "tensor_parallel": layers["all"]["tensor_parallel"],
+        "pipeline_parallel": column("pipeline_parallel", grid["pipeline_parallel"]),
+        "expert_parallel": column("layers.feedforward.expert_parallel",
+                                  layers.get("feedforward", {}).get("expert_parallel", 1)),
+        "replicas": replicas,
+        "dtype": column("layers.all.dtype", layers["all"]["dtype"]).astype(str),
+        "kv_dtype": column("kv_dtype", grid["kv_dtype"]).astype(str),
+        "max_running_sequences": batch // replicas,
+        "batch_size": batch,
+        "input_seq": grid["input_seq"], "output_seq": grid["output_seq"],
+        "arrival_rate_qps": df["arrival_rate_qps"].to_numpy(),
+    })
+    keep = [c for c in df.columns if c.startswith("load_")] + [
+        c for c in ("num_chips", "num_nodes", "memory_per_chip_gb", "fits_on_hardware", "joules_per_output_token",
+                    "usd_per_million_output_tokens", "valid", "reason") if c in df]
+    out = pd.concat([out, df[keep].reset_index(drop=True)], axis=1)
+    out["requests_s_per_chip"] = out["load_achieved_requests_s"] / out["num_chips"]
+    out["tokens_s_per_chip"] = out["load_output_tokens_s"] / out["num_chips"]
+    out["tokens_s_per_user"] = 1e3 / out["load_tpot_ms_mean"]
+    return out
+
+
+def _meets(table: pd.DataFrame, slo: dict) -> pd.Series:
+    return (~table["load_saturated"] & (table["load_ttft_ms_p99"] <= slo["ttft_p99_ms"])
+            & (table["load_tpot_ms_p99"] <= slo["tpot_p99_ms"]))
+
+
+def _best(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each layout's row at the largest rate that meets the SLOs."""
+    order = rows.sort_values("arrival_rate_qps", ascending=False)
+    return order.drop_duplicates(list(LAYOUT)).reset_index(drop=True)
+
+
+def _refine(best: pd.DataFrame, grids, slo) -> pd.DataFrame:
+    """Between the best grid rate and the next grid rate of the leading layouts, a finer grid of rates."""
+    step = (1000.0 ** (1.0 / (COARSE_RATES - 1)))
+    lead = best.sort_values("requests_s_per_chip", ascending=False).head(REFINED)
+    refined = []
+    for _, row in lead.iterrows():
+        grid = next(g for g in grids if g["layers"]["all"]["tensor_parallel"] == row["tensor_parallel"]
+                    and g.get("replicas", 1) == row["replicas"])
+        one = {**grid, "pipeline_parallel": int(row["pipeline_parallel"]), "batch_size": int(row["batch_size"]),
+               "kv_dtype": row["kv_dtype"],
+               "layers": {**grid["layers"], "all": {"tensor_parallel": int(row["tensor_parallel"]),
+                                                    "dtype": row["dtype"]}}}
+        if "feedforward" in grid["layers"]:
+            one["layers"]["feedforward"] = {"expert_parallel": int(row["expert_parallel"])}
+        rates = list(np.linspace(row["arrival_rate_qps"], row["arrival_rate_qps"] * step, FINE_RATES + 1)[1:])
+        df = _columns(sweep({**one, "arrival_rate_qps": rates}), one)
+        df = df[_meets(df, slo)]
+        if not df.empty:
+            refined.append(df.iloc[[-1]])
+    if not refined:
+        return best
+    return _best(pd.concat([best, *refined], ignore_index=True))
+
+
+def _empty(table: pd.DataFrame, slo: dict, reason: str) -> Plan:
+    miss = None
+    if not table.empty and "load_ttft_ms_p99" in table:
+        runs = table[table["valid"]] if table["valid"].any() else table
+        ratio = np.maximum(runs["load_ttft_ms_p99"] / slo["ttft_p99_ms"], runs["load_tpot_ms_p99"] / slo["tpot_p99_ms"])
+        if np.isfinite(ratio).any():
+            miss = runs.loc[ratio.idxmin()].to_dict()
+    return Plan(layouts=table.iloc[0:0], pareto=table.iloc[0:0], slo=slo, reason=reason, closest_miss=miss)
+
+
+def _miss_reason(table: pd.DataFrame, slo: dict) -> str:
+    ttft_floor, tpot_floor = table["load_ttft_ms_p99"].min(), table["load_tpot_ms_p99"].min()
+    parts = []
+    if ttft_floor > slo["ttft_p99_ms"]:
+        parts.append(f"the lowest p99 TTFT of any layout is {ttft_floor:.0f} ms, above ttft_p99_ms="
+                     f"{slo['ttft_p99_ms']:g}")
+    if tpot_floor > slo["tpot_p99_ms"]:
+        parts.append(f"the lowest p99 TPOT of any layout is {tpot_floor:.1f} ms, above tpot_p99_ms="
+                     f"{slo['tpot_p99_ms']:g}")
+    if not parts:
+        parts.append("no layout meets both SLOs at once at any rate (those fast enough in TTFT are too slow in "
+                     "TPOT, and the other way round)")
+    return "no layout meets the SLOs: " + "; ".join(parts)
+
+
+def _common_reason(table: pd.DataFrame, chips: int) -> str:
+    reasons = table.loc[table["reason"].astype(str) != "", "reason"].astype(str)
+    if reasons.empty:
+        return f"no layout uses exactly {chips} chips"
+    return reasons.value_counts().index[0]
