@@ -137,10 +137,50 @@ def test_cli_prints_the_plan_and_commands(capsys):
     assert rc == 1 and "closest miss" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["perfkit.planner.core", "perfkit.planner.launch", "perfkit.simulate.core"])
+@pytest.mark.parametrize("module", ["perfkit.planner.core", "perfkit.planner.launch", "perfkit.planner.plots",
+                                    "perfkit.simulate.core", "perfkit.widgets.planner"])
 def test_docstring_examples(module):
     import doctest
     import importlib
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_plan_request_answers_the_row_and_curve_rises(llama_plan):
+    best = llama_plan.best
+    body = perfkit.system_metrics(llama_plan.request(0))
+    assert body["load"]["ttft_ms_p99"] == pytest.approx(best["load_ttft_ms_p99"])
+    assert body["system"]["num_chips"] == 8
+    curve = llama_plan.curve(0, points=8)
+    assert np.all(np.diff(curve["load_ttft_ms_p99"].to_numpy()) > 0)
+
+
+def test_planner_panel_plans_and_explains():
+    pytest.importorskip("ipywidgets")
+    from perfkit.widgets import PlannerPanel
+
+    panel = PlannerPanel(charts=False)
+    panel.caps.value = "64"
+    panel.run()
+    assert panel.plan is not None and "requests/s on 8 chips" in panel.status.value
+    assert "tensor_parallel" in panel.table.value and panel.launch.value.startswith("vllm serve")
+    panel.engine.value = "trtllm"
+    assert "trtllm-serve" in panel.launch.value
+    panel.tpot.value = 1.0
+    panel.run()
+    assert "no layout meets the SLOs" in panel.status.value and "closest miss" in panel.status.value
+    panel.caps.value = "a lot"
+    panel.run()
+    assert panel.plan is None and ("invalid literal" in panel.status.value or "running caps" in panel.status.value)
+
+
+def test_planner_panel_draws_its_chart():
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("ipywidgets")
+    from perfkit.widgets import PlannerPanel
+
+    panel = PlannerPanel()
+    panel.caps.value = "64"
+    panel.run()
+    assert panel.chart.value[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,6 +60,29 @@ class Plan:
         row = self.layouts.iloc[rank]
         return launch.command(engine, row, self.slo["model_id"], self.slo["memory_fraction"])
 
+    def request(self, rank: int = 0) -> dict:
+        """The system-metrics request of the layout ranked ``rank``, at its best rate."""
+        self.command("vllm", rank)  # the same checks of the plan and the rank
+        row = self.layouts.iloc[rank]
+        layers = {t: {"tensor_parallel": int(row["tensor_parallel"]), "dtype": str(row["dtype"])}
+                  for t in ("attention", "feedforward", "embedding")}
+        layers["norm"] = {"dtype": str(row["dtype"])}
+        if int(row["expert_parallel"]) > 1:
+            layers["feedforward"]["expert_parallel"] = int(row["expert_parallel"])
+        body = {**self.slo["base"], "batch_size": int(row["batch_size"]), "kv_dtype": str(row["kv_dtype"]),
+                "pipeline_parallel": int(row["pipeline_parallel"]), "layers": layers,
+                "arrival_rate_qps": float(row["arrival_rate_qps"])}
+        if int(row["replicas"]) > 1:
+            body["replicas"] = int(row["replicas"])
+        return body
+
+    def curve(self, rank: int = 0, points: int = 40) -> pd.DataFrame:
+        """The layout ranked ``rank`` swept over rates from 2% to 99% of its capacity (one sweep)."""
+        request = self.request(rank)
+        capacity = float(self.layouts.iloc[rank]["load_capacity_qps"])
+        rates = list(np.linspace(0.02, 0.99, points) * capacity)
+        return sweep({**request, "arrival_rate_qps": rates})
+
     def __repr__(self) -> str:
         if self.layouts.empty:
             return f"Plan(empty: {self.reason})"
@@ -97,6 +120,7 @@ def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output
             "output_seq_cv": check_real(output_seq_cv, "output_seq_cv")}
     if price_per_chip_hour is not None:
         base["price_per_chip_hour"] = price_per_chip_hour
+    slo["base"] = base
     grids = list(_grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps))
     probe = _table(grids, [1e-3])  # capacity does not depend on the rate: one cheap pass finds it
     runs = probe[probe["valid"] & (probe["num_chips"] == chips)]
