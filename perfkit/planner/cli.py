@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="layouts to print (default 10)")
     p.add_argument("--launch", choices=(*ENGINES, "all", "none"), default="all",
                    help="which launch commands to print for the best layout")
+    p.add_argument("--figure", default=None, help="write the plan's charts to this PNG file (needs matplotlib)")
     p.set_defaults(func=_plan)
 
 
@@ -48,6 +49,15 @@ def _plan(args) -> int:
     engines = ENGINES if args.launch == "all" else () if args.launch == "none" else (args.launch,)
     for engine in engines:
         out.write(f"\n# {engine}\n{result.commands[engine]}\n")
+    if args.figure:
+        from ..figures import png
+        from .plots import plan_figure
+
+        title = (f"{args.model_id} on {args.chips} x {args.hardware_config}, {args.input_seq} + {args.output_seq} "
+                 f"tokens, p99 TTFT <= {args.ttft_p99_ms:g} ms, p99 TPOT <= {args.tpot_p99_ms:g} ms")
+        with open(args.figure, "wb") as f:
+            f.write(png(plan_figure(result, title=title)))
+        out.write(f"\n{args.figure}\n")
     return 0
 
 

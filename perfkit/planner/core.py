@@ -23,7 +23,7 @@ from . import launch
 RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
 COARSE_RATES = 32  # geometric grid points from 1/1000 of the largest capacity to it
 FINE_RATES = 12  # refinement points between a layout's best grid rate and the next one
-REFINED = 6  # layouts whose best rate is refined
+REFINED = 10  # layouts whose best rate is refined
 LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas", "dtype", "kv_dtype",
           "max_running_sequences")
 
