@@ -130,3 +130,20 @@ def test_replicas_split_the_rate():
     assert two["ttft_ms_p99"] == pytest.approx(one["ttft_ms_p99"])
     assert two["achieved_requests_s"] == pytest.approx(2 * one["achieved_requests_s"])
     assert two["capacity_qps"] == pytest.approx(2 * one["capacity_qps"])
+
+
+def test_http_api_answers_the_load_fields():
+    pytest.importorskip("flask")
+    from perfkit.server import create_app
+
+    client = create_app({"TESTING": True, "SECRET_KEY": "t"}).test_client()
+    ok = client.post("/config/system-metrics", json={**BASE, "arrival_rate_qps": 2.0, "price_per_chip_hour": 2.0})
+    assert ok.status_code == 200 and ok.get_json()["load"]["achieved_requests_s"] == pytest.approx(2.0)
+    assert ok.get_json()["cost"]["usd_per_million_output_tokens"] > 0
+    saturated = client.post("/config/system-metrics", json={**BASE, "arrival_rate_qps": 1000.0})
+    assert saturated.status_code == 200 and saturated.get_json()["load"]["ttft_ms_p99"] is None
+    bad = client.post("/config/system-metrics", json={**BASE, "arrival_rate_qps": -1})
+    assert bad.status_code == 400 and bad.get_json()["field"] == "arrival_rate_qps"
+    spec = client.get("/openapi.json").get_json()["components"]["schemas"]
+    assert "arrival_rate_qps" in spec["SystemMetricsRequest"]["properties"]
+    assert "load" in spec["SystemMetricsResponse"]["properties"]
