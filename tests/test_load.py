@@ -147,3 +147,19 @@ def test_http_api_answers_the_load_fields():
     spec = client.get("/openapi.json").get_json()["components"]["schemas"]
     assert "arrival_rate_qps" in spec["SystemMetricsRequest"]["properties"]
     assert "load" in spec["SystemMetricsResponse"]["properties"]
+
+
+def test_a_list_sweep_gives_the_rate_to_all_or_none():
+    with pytest.raises(PerfkitError, match="request 1 lacks arrival_rate_qps, unlike the requests before it") as info:
+        perfkit.sweep([{**BASE, "arrival_rate_qps": 1.0}, BASE])
+    assert info.value.field == "arrival_rate_qps"
+    df = perfkit.sweep([{**BASE, "arrival_rate_qps": 1.0}, {**BASE, "arrival_rate_qps": 3.0}])
+    assert list(df["load_achieved_requests_s"]) == pytest.approx([1.0, 3.0])
+
+
+def test_load_columns_export(tmp_path):
+    from perfkit.sweeps import export
+
+    rows = export.write({**BASE, "arrival_rate_qps": [1.0, 1000.0]}, tmp_path / "load.csv")
+    text = (tmp_path / "load.csv").read_text()
+    assert rows == 2 and "load_ttft_ms_p99" in text.splitlines()[0] and "inf" in text

@@ -214,6 +214,13 @@ def requests(spec) -> Requests:
         except PerfkitError as exc:
             raise type(exc)(f"request {i}: {exc}", field=exc.field) from None
     rows = [dict(f) for f in flats]
+    for key in REAL_LIMITS:  # optional fields without defaults: one table has the column for all rows or none
+        given = [key in row for row in rows]
+        if any(given) and not all(given):
+            i = given.index(not given[0])
+            what = "lacks" if given[0] else "gives"
+            raise PerfkitError(f"request {i} {what} {key}, unlike the requests before it; give it in every "
+                               "request of the list or in none", field=key)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     names = tuple(k for k in keys if k in GROUP or len({row.get(k) for row in rows}) > 1)
     return Requests(tuple(flats), names)
