@@ -196,23 +196,52 @@ def _figures(s, lam, capacity, bound, isl, osl, input_cv, output_cv, prices, rep
     return {k: np.broadcast_to(result[k], shape) for k in COLUMNS}
 
 
-def _step_and_wait_quantile(p, busy, step, waits, iterations: int = 12):
+def _step_and_wait_quantile(p, busy, step, waits, iterations: int = 14):
     """Quantile ``p`` of ``R + W``: ``R`` the rest of the step in flight (zero when idle, else uniform on
-    ``[0, step]``), ``W`` the queue waits, ``P(W > y) = sum(weight * exp(-y / scale))`` over ``waits``; the
-    CDF is closed-form, the quantile found by bisection and a last secant step."""
-    waits = [(weight, np.maximum(scale, 1e-300)) for weight, scale in waits]
-    hi = step + sum(scale * np.log(np.maximum(len(waits) * weight / (1.0 - p), 1.0)) for weight, scale in waits)
-    hi = hi + 1e-12
-    lo = np.zeros_like(hi)
+    ``[0, step]``), ``W`` the queue waits, ``P(W > y) = sum(weight * exp(-y / scale))`` over ``waits``.
 
+    Beyond one step the tail is a sum of exponentials, solved by Newton's method on its logarithm (convex and
+    decreasing: from the largest one-term root the steps never overshoot); rows whose quantile falls within
+    the first step are solved by bisection on the closed-form CDF."""
+    arrays = np.broadcast_arrays(busy, step, *[v for pair in waits for v in pair])
+    shape = arrays[0].shape
+    busy, step, *flat = (np.array(a, dtype=float).reshape(-1) for a in arrays)
+    waits = [(flat[2 * i], np.maximum(flat[2 * i + 1], 1e-300)) for i in range(len(flat) // 2)]
+    log_tail = np.log(1.0 - p)
+    terms = []
+    with np.errstate(divide="ignore"):
+        for weight, scale in waits:
+            y = step / scale
+            log_m = np.logaddexp(np.log(1.0 - busy),
+                                 np.log(busy * scale / step) + y + np.log1p(-np.exp(-y)))
+            terms.append((np.log(weight) + log_m, scale))
+    x = np.max([scale * (a - log_tail) for a, scale in terms], axis=0)
+    for _ in range(6):
+        exps = [a - x / scale for a, scale in terms]
+        top = np.max(exps, axis=0)
+        top = np.where(np.isfinite(top), top, 0.0)
+        parts = [np.exp(e - top) for e in exps]
+        total = sum(parts)
+        g = top + np.log(total) - log_tail
+        slope = -sum(part / scale for part, (_, scale) in zip(parts, terms)) / total
+        x = np.where(np.isfinite(x) & (g > 0), x - g / slope, x)
+    out = np.where(np.isfinite(x), x, -np.inf)
+    inside = ~(out >= step)  # the quantile lies within the first step: bisection there
+    if inside.any():
+        out[inside] = _within_step(p, busy[inside], step[inside],
+                                   [(w[inside], s[inside]) for w, s in waits], iterations)
+    return out.reshape(shape)
+
+
+def _within_step(p, busy, step, waits, iterations):
     def cdf(x):
-        u = np.minimum(x, step)
-        out = (1.0 - busy) + busy * u / step
+        out = (1.0 - busy) + busy * x / step
         for weight, scale in waits:
             tail = np.exp(-x / scale)
-            out = out - weight * ((1.0 - busy) * tail + busy / step * scale * (np.exp((u - x) / scale) - tail))
+            out = out - weight * ((1.0 - busy) * tail + busy / step * scale * (1.0 - tail))
         return out
 
+    lo, hi = np.zeros_like(step), step.copy()
     f_lo, f_hi = cdf(lo), cdf(hi)
     for _ in range(iterations):
         x = 0.5 * (lo + hi)
@@ -224,19 +253,33 @@ def _step_and_wait_quantile(p, busy, step, waits, iterations: int = 12):
     return lo + share * (hi - lo)
 
 
-def _lundberg(rho, cv, iterations: int = 26):
+def _lundberg(rho, cv, iterations: int = 12):
     """``y = theta * S`` solving ``rho * (M(y) - 1) = y``, ``M`` the moment generating function of a service of
-    mean 1 (fixed, or gamma with coefficient of variation ``cv``): ``P(wait > x) ~ exp(-theta x)``."""
+    mean 1 (fixed, or gamma with coefficient of variation ``cv``): ``P(wait > x) ~ exp(-theta x)``.
+
+    The root lies below the heavy-traffic root ``2 (1 - rho) / (rho (1 + cv^2))`` (``M`` is at least its
+    quadratic expansion): bisection in that bracket, then a secant step."""
     cv2 = np.asarray(cv, dtype=float) ** 2
     rho = np.maximum(rho, 1e-12)
-    top = np.where(cv2 > 0, 1.0 / np.maximum(cv2, 1e-12) * (1.0 - 1e-9), 60.0)
-    lo, hi = np.zeros(np.broadcast(rho, top).shape), np.broadcast_to(np.minimum(top, 60.0), np.broadcast(rho, top).shape)
+    fixed = not np.any(cv2 > 0)
+    top = 60.0 if fixed else np.where(cv2 > 0, (1.0 - 1e-9) / np.maximum(cv2, 1e-12), 60.0)
+    hi = np.minimum(np.minimum(top, 60.0), 2.0 * (1.0 - rho) / (rho * (1.0 + cv2)))
+    hi = np.broadcast_to(np.maximum(hi, 1e-9), np.broadcast(rho, hi).shape)
+    lo = np.zeros_like(hi)
+
+    def excess(y):  # rho (M(y) - 1) - y: negative below the root
+        mgf = np.exp(y) if fixed else np.where(cv2 > 0, (1.0 - y * cv2) ** (-1.0 / np.maximum(cv2, 1e-12)), np.exp(y))
+        return rho * (mgf - 1.0) - y
+
+    f_lo, f_hi = np.full_like(hi, rho - 1.0) * 1e-12, excess(hi)
     for _ in range(iterations):
         y = 0.5 * (lo + hi)
-        mgf = np.where(cv2 > 0, (1.0 - y * cv2) ** (-1.0 / np.maximum(cv2, 1e-12)), np.exp(y))
-        short = rho * (mgf - 1.0) < y  # below the root
-        lo, hi = np.where(short, y, lo), np.where(short, hi, y)
-    return np.maximum(0.5 * (lo + hi), 1e-12)
+        f = excess(y)
+        short = f < 0
+        lo, f_lo = np.where(short, y, lo), np.where(short, f, f_lo)
+        hi, f_hi = np.where(short, hi, y), np.where(short, f_hi, f)
+    share = np.clip(-f_lo / np.maximum(f_hi - f_lo, 1e-300), 0.0, 1.0)
+    return np.maximum(lo + share * (hi - lo), 1e-12)
 
 
 def _poisson_dev(mean, z, p):
