@@ -36,13 +36,8 @@ def test_ranked_by_requests_per_chip(llama_plan):
 
 def test_best_rate_is_the_largest_that_meets_the_slos(llama_plan):
     best = llama_plan.best
-    body = {"model_id": LLAMA70, "hardware_config": "nvidia_h200_hgx", "input_seq": 1024, "output_seq": 256,
-            "serving_mode": "continuous", "batch_size": int(best["batch_size"]), "kv_dtype": best["kv_dtype"],
-            "pipeline_parallel": int(best["pipeline_parallel"]),
-            "layers": {t: {"tensor_parallel": int(best["tensor_parallel"]), "dtype": best["dtype"]}
-                       for t in ("attention", "feedforward", "embedding")}}
-    body["layers"]["norm"] = {"dtype": best["dtype"]}
-    at = perfkit.system_metrics({**body, "arrival_rate_qps": float(best["arrival_rate_qps"])})["load"]
+    body = llama_plan.request(0)
+    at = perfkit.system_metrics(body)["load"]
     assert at["ttft_ms_p99"] == pytest.approx(best["load_ttft_ms_p99"])
     above = perfkit.system_metrics({**body, "arrival_rate_qps": 1.05 * float(best["arrival_rate_qps"])})["load"]
     assert above["saturated"] or above["ttft_ms_p99"] > SLO["ttft_p99_ms"] or above["tpot_ms_p99"] > SLO["tpot_p99_ms"]
