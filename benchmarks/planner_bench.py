@@ -35,12 +35,12 @@ def main() -> None:
         grids = list(core._grids(m, h, chips, {"model_id": model, "hardware_config": hw, "input_seq": isl,
                                               "output_seq": osl, "serving_mode": "continuous"},
                                  None, None, core.RUNNING_CAPS))
-        layouts = len(core._table(grids, [1.0]))
+        layouts = int((core._table(grids, [1.0])["num_chips"] == chips).sum())
         t0 = time.perf_counter()
         p = perfkit.plan(model, hw, chips, isl, osl, ttft_p99_ms=ttft, tpot_p99_ms=tpot)
         seconds = time.perf_counter() - t0
-        print(f"{model} on {chips} x {hw}: {layouts} layouts x {core.COARSE_RATES} rates "
-              f"(+ a capacity pass and {core.REFINED} refinements) in {seconds:.2f} s; {len(p.layouts)} meet the SLOs")
+        print(f"{model} on {chips} x {hw}: {layouts} layouts x {len(core.RATES)} rates "
+              f"(+ {core.REFINED} x {core.FINE_RATES} refinements) in {seconds:.2f} s; {len(p.layouts)} meet the SLOs")
 
 
 if __name__ == "__main__":

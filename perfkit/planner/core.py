@@ -3,7 +3,7 @@
 A *layout* is the tensor, pipeline and expert degrees of one copy, the number of copies (``replicas``), the
 weight and KV dtypes and the running-sequence cap of each copy. Its *best rate* is the largest arrival rate
 whose p99 TTFT and p99 TPOT (the ``load_*`` figures of the engine) meet the SLOs: found on a geometric grid of
-rates up to the largest capacity, then refined for the leading layouts.
+rates, then refined for the leading layouts.
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from . import launch
 
 #: Per-copy running-sequence caps tried (``max_num_seqs`` / ``--max-running-requests``).
 RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
-COARSE_RATES = 32  # geometric grid points from 1/1000 of the largest capacity to it
-FINE_RATES = 12  # refinement points between a layout's best grid rate and the next one
-REFINED = 10  # layouts whose best rate is refined
+#: The geometric grid of rates every layout is evaluated at (requests/s over the deployment: 1e-3 to 1e5,
+#: steps of 1.58x); the best rate of the ``REFINED`` leading layouts is then refined with ``FINE_RATES``
+#: points up to the next grid rate (steps of 3%).
+RATES = tuple(np.geomspace(1e-3, 1e5, 41))
+FINE_RATES = 16
+REFINED = 12
 LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas", "dtype", "kv_dtype",
           "max_running_sequences")
 
@@ -63,18 +66,7 @@ class Plan:
     def request(self, rank: int = 0) -> dict:
         """The system-metrics request of the layout ranked ``rank``, at its best rate."""
         self.command("vllm", rank)  # the same checks of the plan and the rank
-        row = self.layouts.iloc[rank]
-        layers = {t: {"tensor_parallel": int(row["tensor_parallel"]), "dtype": str(row["dtype"])}
-                  for t in ("attention", "feedforward", "embedding")}
-        layers["norm"] = {"dtype": str(row["dtype"])}
-        if int(row["expert_parallel"]) > 1:
-            layers["feedforward"]["expert_parallel"] = int(row["expert_parallel"])
-        body = {**self.slo["base"], "batch_size": int(row["batch_size"]), "kv_dtype": str(row["kv_dtype"]),
-                "pipeline_parallel": int(row["pipeline_parallel"]), "layers": layers,
-                "arrival_rate_qps": float(row["arrival_rate_qps"])}
-        if int(row["replicas"]) > 1:
-            body["replicas"] = int(row["replicas"])
-        return body
+        return _request(self.layouts.iloc[rank], self.slo["base"])
 
     def curve(self, rank: int = 0, points: int = 40) -> pd.DataFrame:
         """The layout ranked ``rank`` swept over rates from 2% to 99% of its capacity (one sweep)."""
@@ -122,15 +114,12 @@ def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output
         base["price_per_chip_hour"] = price_per_chip_hour
     slo["base"] = base
     grids = list(_grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps))
-    probe = _table(grids, [1e-3])  # capacity does not depend on the rate: one cheap pass finds it
-    runs = probe[probe["valid"] & (probe["num_chips"] == chips)]
-    if runs.empty:
-        return _empty(probe, slo, "no layout of {chips} chips runs: {why}".format(
-            chips=chips, why=_common_reason(probe, chips)))
-    top = float(runs["load_capacity_qps"].max())
-    rates = list(np.geomspace(top / 1000.0, top * 0.999, COARSE_RATES))
-    table = _table(grids, rates)
-    table = table[table["valid"] & (table["num_chips"] == chips)]
+    table = _table(grids, list(RATES))
+    runs = table["valid"] & (table["num_chips"] == chips)
+    if not runs.any():
+        return _empty(table, slo, "no layout of {chips} chips runs: {why}".format(
+            chips=chips, why=_common_reason(table, chips)))
+    table = table[runs]
     meets = _meets(table, slo)
     if not meets.any():
         return _empty(table, slo, _miss_reason(table, slo))
@@ -225,27 +214,44 @@ def _best(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _refine(best: pd.DataFrame, grids, slo) -> pd.DataFrame:
-    """Between the best grid rate and the next grid rate of the leading layouts, a finer grid of rates."""
-    step = (1000.0 ** (1.0 / (COARSE_RATES - 1)))
+    """Between the best grid rate and the next grid rate of the leading layouts, a finer grid of rates (one
+    sweep of the list of those requests)."""
+    step = RATES[1] / RATES[0]
     lead = best.sort_values("requests_s_per_chip", ascending=False).head(REFINED)
-    refined = []
+    requests, rows = [], []
     for _, row in lead.iterrows():
-        grid = next(g for g in grids if g["layers"]["all"]["tensor_parallel"] == row["tensor_parallel"]
-                    and g.get("replicas", 1) == row["replicas"])
-        one = {**grid, "pipeline_parallel": int(row["pipeline_parallel"]), "batch_size": int(row["batch_size"]),
-               "kv_dtype": row["kv_dtype"],
-               "layers": {**grid["layers"], "all": {"tensor_parallel": int(row["tensor_parallel"]),
-                                                    "dtype": row["dtype"]}}}
-        if "feedforward" in grid["layers"]:
-            one["layers"]["feedforward"] = {"expert_parallel": int(row["expert_parallel"])}
-        rates = list(np.linspace(row["arrival_rate_qps"], row["arrival_rate_qps"] * step, FINE_RATES + 1)[1:])
-        df = _columns(sweep({**one, "arrival_rate_qps": rates}), one)
-        df = df[_meets(df, slo)]
-        if not df.empty:
-            refined.append(df.iloc[[-1]])
-    if not refined:
+        body = _request(row, slo["base"])
+        for rate in np.linspace(row["arrival_rate_qps"], row["arrival_rate_qps"] * step, FINE_RATES + 1)[1:]:
+            requests.append({**body, "arrival_rate_qps": float(rate)})
+            rows.append(row)
+    if not requests:
         return best
-    return _best(pd.concat([best, *refined], ignore_index=True))
+    df = sweep(requests)
+    fine = pd.DataFrame(rows).reset_index(drop=True)
+    for column in ("arrival_rate_qps", *[c for c in fine.columns if c.startswith("load_")],
+                   "joules_per_output_token", "usd_per_million_output_tokens"):
+        if column in df:
+            fine[column] = df[column].to_numpy()
+    fine["requests_s_per_chip"] = fine["load_achieved_requests_s"] / fine["num_chips"]
+    fine["tokens_s_per_chip"] = fine["load_output_tokens_s"] / fine["num_chips"]
+    fine["tokens_s_per_user"] = 1e3 / fine["load_tpot_ms_mean"]
+    fine = fine[_meets(fine, slo)]
+    return _best(pd.concat([best, fine], ignore_index=True)) if not fine.empty else best
+
+
+def _request(row, base: dict) -> dict:
+    """The system-metrics request of one plan row (its rate included)."""
+    layers = {t: {"tensor_parallel": int(row["tensor_parallel"]), "dtype": str(row["dtype"])}
+              for t in ("attention", "feedforward", "embedding")}
+    layers["norm"] = {"dtype": str(row["dtype"])}
+    if int(row["expert_parallel"]) > 1:
+        layers["feedforward"]["expert_parallel"] = int(row["expert_parallel"])
+    body = {**base, "batch_size": int(row["batch_size"]), "kv_dtype": str(row["kv_dtype"]),
+            "pipeline_parallel": int(row["pipeline_parallel"]), "layers": layers,
+            "arrival_rate_qps": float(row["arrival_rate_qps"])}
+    if int(row["replicas"]) > 1:
+        body["replicas"] = int(row["replicas"])
+    return body
 
 
 def _empty(table: pd.DataFrame, slo: dict, reason: str) -> Plan:
