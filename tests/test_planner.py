@@ -179,3 +179,31 @@ def test_planner_panel_draws_its_chart():
     panel.caps.value = "64"
     panel.run()
     assert panel.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_launch_flags_for_attention_data_parallel():
+    # DeepSeek-style: attention data parallel over the copy, experts split over it (two copies of 8 GPUs)
+    row = {"tensor_parallel": 1, "pipeline_parallel": 1, "expert_parallel": 8, "attention_data_parallel": 8,
+           "replicas": 2, "num_chips": 16, "max_running_sequences": 256, "input_seq": 1024, "output_seq": 256,
+           "kv_dtype": "fp8", "dtype": "fp8", "native_dtype": "fp8"}
+    vllm = command("vllm", row, "deepseek-ai/DeepSeek-V3")
+    assert "--data-parallel-size 8" in vllm and "--enable-expert-parallel" in vllm
+    assert "--max-num-seqs 32" in vllm and "run 2 of these servers" in vllm and "--quantization" not in vllm
+    sglang = command("sglang", row, "deepseek-ai/DeepSeek-V3")
+    assert "--tp-size 8" in sglang and "--dp-size 8" in sglang and "--enable-dp-attention" in sglang
+    assert "--max-running-requests 256" in sglang
+    trtllm = command("trtllm", row, "deepseek-ai/DeepSeek-V3")
+    assert "--tp_size 8" in trtllm and "enable_attention_dp: true" in trtllm and "--max_batch_size 32" in trtllm
+
+
+def test_moe_plan_searches_attention_data_parallel_and_keeps_native_fp8():
+    p = perfkit.plan("deepseek-ai/DeepSeek-V3", "nvidia_h200_hgx", 8, 1024, 256, running_caps=(64,),
+                     ttft_p99_ms=3000, tpot_p99_ms=100)
+    rows = p.layouts
+    assert len(rows) > 0 and (rows["expert_parallel"] > 1).any()
+    # attention on fewer chips than the copy is data parallel over it: tp x dp x pp = the copy's chips
+    assert (rows["tensor_parallel"] * rows["attention_data_parallel"] * rows["pipeline_parallel"]
+            == rows["num_chips"] // rows["replicas"]).all()
+    assert (p.layouts["native_dtype"] == "fp8").all()
+    if p.best["dtype"] == "fp8":
+        assert "--quantization" not in p.command("vllm")

@@ -27,7 +27,8 @@ RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
 RATES = tuple(np.geomspace(1e-3, 1e5, 41))
 FINE_RATES = 16
 REFINED = 12
-LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas", "dtype", "kv_dtype",
+LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "attention_data_parallel", "replicas",
+          "dtype", "kv_dtype",
           "max_running_sequences")
 
 
@@ -80,7 +81,7 @@ class Plan:
             return f"Plan(empty: {self.reason})"
         b = self.best
         return (f"Plan({len(self.layouts)} layouts; best: TP{b['tensor_parallel']} PP{b['pipeline_parallel']} "
-                f"EP{b['expert_parallel']} x{b['replicas']} {b['dtype']}/{b['kv_dtype']} KV, "
+                f"EP{b['expert_parallel']} DP{b['attention_data_parallel']} x{b['replicas']} {b['dtype']}/{b['kv_dtype']} KV, "
                 f"{b['arrival_rate_qps']:.3g} req/s)")
 
 
@@ -119,7 +120,8 @@ def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output
     if not runs.any():
         return _empty(table, slo, "no layout of {chips} chips runs: {why}".format(
             chips=chips, why=_common_reason(table, chips)))
-    table = table[runs]
+    table = table[runs].copy()
+    table["native_dtype"] = model.default_dtype("attention")  # the checkpoint's format (no re-quantizing)
     meets = _meets(table, slo)
     if not meets.any():
         return _empty(table, slo, _miss_reason(table, slo))
@@ -139,7 +141,9 @@ def _positive(value, field: str) -> float:
 
 
 def _grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps):
-    """One sweep grid per (replicas, tensor degree): every other degree's product fills the copy."""
+    """One sweep grid per (replicas, tensor degree): every other degree's product fills the copy. For
+    mixture-of-experts models the expert degree does: attention, on fewer chips, is then replicated over the
+    copy and splits its sequences (attention data parallel, as the plan's ``attention_data_parallel``)."""
     replicas_ok = "replicas" in SYSTEM_OPTIONAL
     native = model.default_dtype("attention")
     dtypes = list(dtypes or dict.fromkeys([native] + (["fp8"] if hw.compute_dtype("fp8") == "fp8" else [])))
@@ -192,6 +196,9 @@ def _columns(df: pd.DataFrame, grid: dict) -> pd.DataFrame:
         "input_seq": grid["input_seq"], "output_seq": grid["output_seq"],
         "arrival_rate_qps": df["arrival_rate_qps"].to_numpy(),
     })
+    # attention on fewer chips than the copy is replicated and splits the sequences: attention data parallel
+    out["attention_data_parallel"] = np.maximum(
+        df["num_chips"].to_numpy() // replicas // (out["tensor_parallel"] * out["pipeline_parallel"]), 1)
     keep = [c for c in df.columns if c.startswith("load_")] + [
         c for c in ("num_chips", "num_nodes", "memory_per_chip_gb", "fits_on_hardware", "joules_per_output_token",
                     "usd_per_million_output_tokens", "valid", "reason") if c in df]
