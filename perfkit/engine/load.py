@@ -18,17 +18,20 @@ The analytic form (one replica; a deployment of ``replicas`` splits the rate eve
   (the prompt tokens of the arrivals are spread over the steps), with ``D`` affine along the chord of two
   engine decode passes (refined once at the solution);
 - the prompt lane is an M/G/1 queue whose server works ``chunk_tokens`` per busy step: service
-  ``isl * (D + q * chunk) / chunk``, Pollaczek-Khinchine mean wait, and an exponential tail with an atom at
-  zero (exact for M/M/1, the heavy-traffic form for M/D/1); KV slots are an M/G/c queue with the
-  Sakasegawa (Allen-Cunneen) wait;
+  ``isl * (D + q * chunk) / chunk`` (but no less than a prompt's own whole chunk steps), Pollaczek-Khinchine
+  mean wait and an exponential tail whose decay solves the Cramer-Lundberg equation; KV slots are an M/G/c
+  queue with the Sakasegawa (Allen-Cunneen) wait; the TTFT quantiles invert the closed-form CDF of those
+  waits plus the rest of the step in flight (uniform);
 - TPOT spread: the number of prompts prefilled during a request's decode (Poisson, Cornish-Fisher
-  quantiles) and the time-averaged batch it sees (variance ``2/3 * lam * L`` for M/G/inf shot noise);
-- quantiles of sums combine each part's deviation from its mean in quadrature (a normal-like rule).
+  quantiles, amplified by ``1 / (1 - lam * isl * q)`` since a longer decode sees more of them; no step
+  exceeds one carrying a whole chunk) and the time-averaged batch it sees (variance ``2/3 * lam * L``, M/G/inf
+  shot noise), combined in quadrature; the e2e p99 adds the TTFT and TPOT deviations (they rise together).
 
-Where it is approximate: the exponential wait tail and the quadrature rule (percentiles within ~15% of the
-simulator up to ~85% utilisation, see ``benchmarks/RESULTS.md``); output-length spread enters the TPOT
-spread only through the mean; near capacity (above ~90%) the tail is sensitive to the exact queue and the
-figures are indicative. At or above capacity the queue grows without bound: ``saturated`` is true, the
+Where it is approximate: the exponential wait tail (at low load the real wait is closer to a uniform
+residual, so TTFT p90/p99 read up to ~13% low) and the quadrature rule; percentiles are within 15% of the
+simulator up to 85% utilisation (``benchmarks/RESULTS.md``). Output-length spread enters the TPOT spread
+only through the mean; near capacity (above ~90%, a KV-bound one especially) the tail is sensitive to the
+exact queue and the figures are indicative. At or above capacity the queue grows without bound: ``saturated`` is true, the
 achieved rate is the capacity and the latencies are infinite.
 """
 from __future__ import annotations
@@ -121,10 +124,16 @@ def _state(lam, line, prices: StepPrices, isl, osl) -> dict:
 
 
 def _capacity(line, prices, isl, osl, cap):
-    """The largest per-replica rate every utilisation stays below 1 at (bisection on a log scale)."""
+    """The largest per-replica rate every utilisation stays below 1 at (bisection on a log scale).
+
+    The bracket's top is a true bound: no step is shorter than ``D(1)``, so the prompt lane saturates below
+    ``1 / (isl (D(1) / chunk + q))`` and the KV slots below ``cap / ((ceil(isl / chunk) + m) D(1))``."""
     d1 = line[0] + line[1]
+    q, chunk = prices.prompt_token_s, prices.chunk_tokens
+    m = np.maximum(osl - 1.0, 0.0)
+    top = np.minimum(1.0 / (isl * (d1 / chunk + q)), cap / ((np.ceil(isl / chunk) + m) * d1))
     lo = np.zeros(np.broadcast(d1, isl, osl, cap).shape)
-    hi = np.broadcast_to(1.0 / (isl * prices.prompt_token_s + 1e-300), lo.shape).copy()
+    hi = np.broadcast_to(top, lo.shape).copy()
     for _ in range(24):  # a relative precision of about 1e-6 over the bracket
         mid = np.where(lo > 0, np.sqrt(lo * hi), hi / 1024.0)
         rho = _state(mid, line, prices, isl, osl)["rho"].max(axis=0)
