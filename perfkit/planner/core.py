@@ -27,6 +27,7 @@ RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
 RATES = tuple(np.geomspace(1e-3, 1e5, 41))
 FINE_RATES = 16
 REFINED = 12
+MIN_FRONT_UTILISATION = 0.1  # the Pareto front's operating points use at least this share of capacity
 LAYOUT = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "attention_data_parallel", "replicas",
           "dtype", "kv_dtype",
           "max_running_sequences")
@@ -37,8 +38,8 @@ class Plan:
     """The answer of :func:`plan`.
 
     ``layouts``: one row per layout that meets the SLOs at some rate, at its best rate, ranked by requests/s
-    per chip (then tokens/s per user); ``pareto``: the rows (any layout, any rate) that no other row beats on
-    both output tokens/s per chip and tokens/s per user; ``reason`` says why ``layouts`` is empty and
+    per chip (then tokens/s per user); ``pareto``: the rows (any layout, any rate from a tenth of its
+    capacity up) that no other row beats on both output tokens/s per chip and tokens/s per user; ``reason`` says why ``layouts`` is empty and
     ``closest_miss`` is then the configuration nearest to the SLOs; ``commands`` holds the launch commands
     of the best layout for each serving engine.
     """
@@ -128,7 +129,11 @@ def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output
     best = _best(table[meets])
     best = _refine(best, grids, slo)
     ranked = best.sort_values(["requests_s_per_chip", "tokens_s_per_user"], ascending=False).reset_index(drop=True)
-    front = pareto_front(table[meets], x="tokens_s_per_user", y="tokens_s_per_chip", minimize_x=False)
+    # below a tenth of a layout's capacity a point gives up nearly all its throughput for a few percent of
+    # speed per user: such operating points stay out of the front
+    points = pd.concat([table[meets], ranked], ignore_index=True)  # the grid and the refined best rates
+    points = points[points["load_utilisation"] >= MIN_FRONT_UTILISATION]
+    front = pareto_front(points, x="tokens_s_per_user", y="tokens_s_per_chip", minimize_x=False)
     result = Plan(layouts=ranked, pareto=front.reset_index(drop=True), slo=slo)
     result.commands = launch.commands(ranked.iloc[0], model_id, profile.memory_utilization)
     return result
