@@ -36,11 +36,12 @@ def main() -> None:
                                               "output_seq": osl, "serving_mode": "continuous"},
                                  None, None, core.RUNNING_CAPS))
         layouts = int((core._table(grids, [1.0])["num_chips"] == chips).sum())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         p = perfkit.plan(model, hw, chips, isl, osl, ttft_p99_ms=ttft, tpot_p99_ms=tpot)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"{model} on {chips} x {hw}: {layouts} layouts x {len(core.RATES)} rates "
-              f"(+ {core.REFINED} x {core.FINE_RATES} refinements) in {seconds:.2f} s; {len(p.layouts)} meet the SLOs")
+              f"(+ {core.REFINED} x {core.FINE_RATES} refinements) in {seconds:.2f} s ({cpu:.2f} s CPU); "
+              f"{len(p.layouts)} meet the SLOs")
 
 
 if __name__ == "__main__":

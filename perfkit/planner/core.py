@@ -146,7 +146,8 @@ def _positive(value, field: str) -> float:
 
 
 def _grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps):
-    """One sweep grid per (replicas, tensor degree): every other degree's product fills the copy. For
+    """One sweep grid per replicas value over the tensor, pipeline (and expert) degrees that divide the copy;
+    the layouts whose degrees' product fills the copy exactly are kept. For
     mixture-of-experts models the expert degree does: attention, on fewer chips, is then replicated over the
     copy and splits its sequences (attention data parallel, as the plan's ``attention_data_parallel``)."""
     replicas_ok = "replicas" in SYSTEM_OPTIONAL
@@ -156,18 +157,15 @@ def _grids(model, hw, chips, base, dtypes, kv_dtypes, running_caps):
     tps = set(valid_tensor_parallel(model, "attention", chips)) & set(valid_tensor_parallel(model, "feedforward", chips))
     for replicas in [r for r in range(1, chips + 1) if chips % r == 0] if replicas_ok else [1]:
         copy = chips // replicas
-        for tp in sorted(t for t in tps if copy % t == 0):
-            rest = copy // tp
-            pps = [p for p in range(1, rest + 1) if rest % p == 0 and p <= model.num_layers]
-            grid = {**base, "pipeline_parallel": pps, "batch_size": [c * replicas for c in running_caps],
-                    "kv_dtype": kv_dtypes,
-                    "layers": {"all": {"tensor_parallel": tp, "dtype": dtypes}}}
-            if model.is_moe:
-                eps = [e for e in range(1, rest + 1) if rest % e == 0 and model.num_experts % e == 0]
-                grid["layers"]["feedforward"] = {"expert_parallel": eps}
-            if replicas_ok:
-                grid["replicas"] = replicas
-            yield grid
+        divisors = [d for d in range(1, copy + 1) if copy % d == 0]
+        grid = {**base, "pipeline_parallel": [p for p in divisors if p <= model.num_layers],
+                "batch_size": [c * replicas for c in running_caps], "kv_dtype": kv_dtypes,
+                "layers": {"all": {"tensor_parallel": sorted(t for t in tps if copy % t == 0), "dtype": dtypes}}}
+        if model.is_moe:
+            grid["layers"]["feedforward"] = {"expert_parallel": [e for e in divisors if model.num_experts % e == 0]}
+        if replicas_ok:
+            grid["replicas"] = replicas
+        yield grid
 
 
 def _table(grids, rates) -> pd.DataFrame:
@@ -189,7 +187,7 @@ def _columns(df: pd.DataFrame, grid: dict) -> pd.DataFrame:
     layers = grid["layers"]
     batch = column("batch_size", grid["batch_size"])
     out = pd.DataFrame({
-        "tensor_parallel": layers["all"]["tensor_parallel"],
+        "tensor_parallel": column("layers.all.tensor_parallel", layers["all"]["tensor_parallel"]),
         "pipeline_parallel": column("pipeline_parallel", grid["pipeline_parallel"]),
         "expert_parallel": column("layers.feedforward.expert_parallel",
                                   layers.get("feedforward", {}).get("expert_parallel", 1)),
