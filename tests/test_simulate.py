@@ -73,3 +73,11 @@ def test_too_many_prompt_steps_is_refused():
     with pytest.raises(PerfkitError, match="prompt steps") as info:
         perfkit.simulate(request, n_requests=100_000)
     assert info.value.field == "n_requests"
+
+
+def test_simulating_replicas_is_one_replica_at_its_share():
+    base = {**CASES["prefill-bound"], "arrival_rate_qps": 6.0}
+    two = perfkit.simulate({**base, "replicas": 2, "batch_size": 256}, n_requests=2000, seed=5)
+    one = perfkit.simulate({**base, "arrival_rate_qps": 3.0}, n_requests=2000, seed=5)
+    assert two.attrs["rate_qps"] == pytest.approx(3.0)
+    assert np.allclose(two["ttft_ms"], one["ttft_ms"]) and np.allclose(two["tpot_ms"], one["tpot_ms"])
