@@ -2,21 +2,27 @@
 
 ``evaluate`` returns a dict of arrays, one entry per figure of the system-metrics response plus
 ``code`` (the bit mask of :mod:`perfkit.engine.layout`) and the uncertainty bands; ``bottleneck`` is an index
-into :data:`BOTTLENECKS`. ``evaluate_layer`` returns
-one layer type's figures for ``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep
-of one.
+into :data:`BOTTLENECKS`. ``evaluate_layer`` returns one layer type's figures for
+``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep of one.
+
+A deployment is ``replicas`` whole copies of a layout; ``batch_size`` counts every replica's sequences and each
+replica serves its share (rounded up: the busiest one sets the latency). Latency figures are one replica's,
+``throughput_tokens_s`` and the memory totals are the deployment's. Inside a replica the pipeline keeps
+``min(pipeline_parallel, sequences)`` micro-batches in flight (:func:`_pipelined`).
 
 What TTFT and TPOT mean, per ``serving_mode`` (0 = static, 1 = continuous):
 
-- *static*: one batch served together. TTFT is one prefill pass of ``batch_size`` prompts of ``input_seq``
-  tokens; TPOT is one decode step of the whole batch at the mean context of the generated tokens,
-  ``input_seq + output_seq / 2``.
+- *static*: one batch served together. TTFT is one prefill pass of the replica's prompts of ``input_seq``
+  tokens (through a pipeline: the micro-batches fill the stages, ``m + pp - 1`` stage rounds); TPOT is one
+  decode step of the replica's batch at the mean context of the generated tokens, ``input_seq + output_seq
+  / 2`` (through a pipeline: one round of ``pp`` stages, each serving every micro-batch).
 - *continuous*: what a closed-loop benchmark with ``batch_size`` concurrent requests measures on an engine
   with continuous batching. Only the sequences whose KV cache fits run at once (the rest queue for a slot);
   each decode step also carries the prefills of the requests that arrive meanwhile; a new request waits
   for the running step and for arrival bursts before its own prefill. Once the KV cache caps the running
   sequences, a longer prompt means fewer of them per step: TPOT can then fall while TTFT rises (static mode
-  never does this).
+  never does this). Decode steps and prefills are priced through the pipeline as in static mode; every
+  attention data-parallel rank caches and schedules its own sequences.
 
 The KV cache and memory figures are sized for ``batch_size`` sequences of ``input_seq + output_seq`` tokens
 in both modes.
@@ -272,6 +278,7 @@ def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, dec
         "activation_per_chip_gb": cost.activation_bytes / 1e9,
         "kv_cache_per_chip_gb": cost.kv_bytes / 1e9,
         "flops_per_chip_tflops": cost.flops / 1e12,
+        "hbm_traffic_per_chip_gb": cost.hbm_bytes / 1e9,  # bytes one instance moves through HBM (roofline x)
         "compute_pct": 100.0 * compute / total,
         "memory_pct": 100.0 * memory / total,
         "communication_pct": 100.0 * comm / total,

@@ -26,7 +26,9 @@ def sweep(spec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = False)
     ``usd_per_million_output_tokens`` with a ``price_per_chip_hour``), the ``load_*`` columns of the response's
     ``load`` object when the spec has an ``arrival_rate_qps`` (``load_ttft_ms_p99``, ``load_saturated``, ...;
     unbounded latencies are ``inf``), then ``valid`` and ``reason``. A
-    configuration that cannot run is a row with ``valid == False`` and a ``reason``; a malformed grid (an
+    configuration that cannot run is a row with ``valid == False``, a ``reason``, NaN latencies and
+    throughput (its memory figures stay: they say why) and ``fits_on_hardware == False`` (``fits_on_hardware``
+    equals ``valid``: a layout that cannot run fits nowhere); a malformed grid (an
     unknown field, a degree a layer does not offer) raises :class:`PerfkitError`. Each row equals
     ``perfkit.system_metrics(perfkit.sweeps.request_of(df, i))``. ``df.attrs["axes"]`` names the axes, so
     ``df.set_index(df.attrs["axes"]).to_xarray()`` gives an array with one dimension per axis.

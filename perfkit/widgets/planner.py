@@ -11,7 +11,8 @@ from ..planner.plots import plan_figure
 from . import render
 
 #: The plan columns the panel's table shows.
-SHOWN = ["tensor_parallel", "pipeline_parallel", "expert_parallel", "replicas", "dtype", "kv_dtype",
+SHOWN = ["tensor_parallel", "pipeline_parallel", "expert_parallel", "attention_data_parallel", "replicas", "dtype",
+         "kv_dtype",
          "max_running_sequences", "arrival_rate_qps", "requests_s_per_chip", "tokens_s_per_user",
          "load_ttft_ms_p99", "load_tpot_ms_p99", "load_bound", "usd_per_million_output_tokens",
          "joules_per_output_token"]
