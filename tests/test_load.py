@@ -163,3 +163,18 @@ def test_load_columns_export(tmp_path):
     rows = export.write({**BASE, "arrival_rate_qps": [1.0, 1000.0]}, tmp_path / "load.csv")
     text = (tmp_path / "load.csv").read_text()
     assert rows == 2 and "load_ttft_ms_p99" in text.splitlines()[0] and "inf" in text
+
+
+def test_sweep_cli_takes_rates_and_prices(tmp_path, capsys):
+    from perfkit.cli import main
+
+    out = tmp_path / "load.csv"
+    rc = main(["sweep", "--model", BASE["model_id"], "--hardware", BASE["hardware_config"], "--batch", "64",
+               "--input-seq", "1024", "--output-seq", "128", "--serving-mode", "continuous", "--rate", "1,5.5",
+               "--price-per-chip-hour", "2.5", "--no-progress", "-o", str(out)])
+    header, *rows = out.read_text().splitlines()
+    assert rc == 0 and len(rows) == 2 and "load_ttft_ms_p99" in header and "usd_per_million_output_tokens" in header
+    assert main(["sweep", "--model", BASE["model_id"], "--hardware", BASE["hardware_config"], "--batch", "64",
+                 "--input-seq", "1024", "--output-seq", "128", "--serving-mode", "continuous",
+                 "--rate", "fast"]) == 2
+    assert "--rate (arrival_rate_qps) takes numbers" in capsys.readouterr().err
