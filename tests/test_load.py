@@ -178,3 +178,12 @@ def test_sweep_cli_takes_rates_and_prices(tmp_path, capsys):
                  "--input-seq", "1024", "--output-seq", "128", "--serving-mode", "continuous",
                  "--rate", "fast"]) == 2
     assert "--rate (arrival_rate_qps) takes numbers" in capsys.readouterr().err
+
+
+def test_rows_that_cannot_run_have_no_load_or_cost_figures():
+    df = perfkit.sweep({**BASE, "hardware_config": "nvidia_l40s_server", "batch_size": [8, 4096],
+                        "input_seq": 8192, "arrival_rate_qps": 1.0, "price_per_chip_hour": 1.0})
+    bad = df[~df["valid"]]
+    assert len(bad) == 1
+    assert bad[["load_ttft_ms_p99", "load_capacity_qps", "usd_per_million_output_tokens"]].isna().all(axis=None)
+    assert df.loc[df["valid"], "load_ttft_ms_p99"].notna().all()

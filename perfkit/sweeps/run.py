@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import catalog
 from ..dtypes import DTYPES
-from ..engine import layout
+from ..engine import layout, load
 from ..engine.system import BOTTLENECKS, evaluate
 from ..inputs import REAL_LIMITS, to_arrays
 from .grid import GROUP, WORKLOAD, Grid, Requests, engine_values
@@ -29,6 +29,9 @@ DEFAULT_CHUNK_ROWS = 1 << 18
 #: why it does not fit).
 ONLY_IF_VALID = ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "ttft_ms_p10", "ttft_ms_p90",
                  "tpot_ms_p10", "tpot_ms_p90")
+#: The same for the figures only some sweeps have (energy and cost, the open-loop load).
+ONLY_IF_VALID_EXTRA = ("joules_per_output_token", "usd_per_million_output_tokens",
+                       *(c for c in load.COLUMNS if c not in ("load_bound", "load_saturated")))
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class Sweep:
         cols["valid"] = valid
         # a layout that cannot run fits nowhere: fits_on_hardware is True only where the row runs
         cols["fits_on_hardware"] = valid.copy()
-        for key in ONLY_IF_VALID:
+        for key in (*ONLY_IF_VALID, *ONLY_IF_VALID_EXTRA):
             if key in cols:
                 cols[key] = np.where(valid, cols[key], np.nan)
         cols["reason"] = Cat(self._reasons(model, hw, cfg, structural, fits, workload).ravel(), self.reasons)
