@@ -12,12 +12,16 @@ from .api import layer_metrics, layers, system_metrics
 from .catalog import list_hardware, list_models
 from .errors import NotFoundError, PerfkitError
 from .sweeps import sweep
+from .simulate import simulate  # noqa: E402 (the function shadows its subpackage's name, on purpose)
+from .planner import plan
 
 __all__ = [
     "layers",
     "layer_metrics",
     "system_metrics",
     "sweep",
+    "simulate",
+    "plan",
     "list_models",
     "list_hardware",
     "PerfkitError",

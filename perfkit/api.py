@@ -7,7 +7,7 @@ import numpy as np
 
 from . import catalog
 from .dtypes import DTYPES
-from .engine import layout
+from .engine import layout, load
 from .engine.system import BOTTLENECKS, evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
@@ -86,7 +86,10 @@ def system_metrics(request: dict) -> dict:
     out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in figures.items()}
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
     advice = [] if out["fits_on_hardware"] else [fit_note(model, hw, flat, profile, out)]
-    return system_response({**flat, **out}, advice + notes(model, hw, flat), uncertainty=flat["uncertainty"])
+    caveats = advice + notes(model, hw, flat)
+    if out.get("load_saturated"):
+        caveats.append(load.saturation_note({**flat, **out}))
+    return system_response({**flat, **out}, caveats, uncertainty=flat["uncertainty"])
 
 
 def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> dict:
@@ -113,9 +116,22 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
             "notes": notes,
         },
     }
+    if "usd_per_million_output_tokens" in row or "load_saturated" in row:  # the seed's body stays as it was
+        body["cost"] = {k: _finite(row[k]) for k in ("joules_per_output_token", "usd_per_million_output_tokens")
+                        if k in row}
+    if "load_saturated" in row:
+        body["load"] = {key: _finite(row["load_" + key]) for key in load.FIELDS if key not in ("bound", "saturated")}
+        body["load"]["bound"] = str(row["load_bound"])
+        body["load"]["saturated"] = bool(row["load_saturated"])
     if uncertainty:
         body["uncertainty"] = {k: r(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
     return body
+
+
+def _finite(value):
+    """A float, or ``None`` where the figure is unbounded (a saturated queue): JSON has no infinity."""
+    value = float(value)
+    return rounded(value) if np.isfinite(value) else None
 
 
 def _bottleneck_name(value) -> str:

@@ -18,7 +18,7 @@ BROKEN_PIPE = 141
 
 #: Modules that add sub-commands (each defines ``register(subparsers)``).
 COMMAND_MODULES = ("perfkit.cli_core", "perfkit.demo", "perfkit.server.cli", "perfkit.sweeps.cli",
-                   "perfkit.calibration.cli", "perfkit.figures")
+                   "perfkit.calibration.cli", "perfkit.figures", "perfkit.planner.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

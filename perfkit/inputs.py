@@ -27,7 +27,11 @@ LIMITS = {"batch_size": 1 << 20, "input_seq": 1 << 24, "output_seq": 1 << 24, "s
 SYSTEM_REQUIRED = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")
 #: Documented fields beyond the seed (see README "Request fields").
 SYSTEM_OPTIONAL = ("layers", "kv_dtype", "pipeline_parallel", "replicas", "serving_mode", "serving_engine",
-                   "uncertainty")
+                   "uncertainty", "arrival_rate_qps", "input_seq_cv", "output_seq_cv", "price_per_chip_hour")
+#: Real-valued fields (open-loop load, cost): checked by :func:`check_real`, passed to the engine as float64.
+#: ``(lower bound, upper bound, whether the lower bound itself is allowed)``.
+REAL_LIMITS = {"arrival_rate_qps": (0.0, 1e7, False), "input_seq_cv": (0.0, 10.0, True),
+               "output_seq_cv": (0.0, 10.0, True), "price_per_chip_hour": (0.0, 1e6, False)}
 LAYER_REQUIRED = ("model_id", "hardware_config", "layer_type", "batch_size", "seq_length")
 LAYER_OPTIONAL = ("dtype", *DEGREES, "pipeline_parallel", "kv_dtype", "phase")
 PHASES = ("prefill", "decode")
@@ -60,6 +64,17 @@ def check_int(value: Any, field: str, limit: int) -> int:
     if not 1 <= value <= limit:
         raise PerfkitError(f"{field} must be between 1 and {limit}, got {value}", field=field)
     return int(value)
+
+
+def check_real(value: Any, field: str) -> float:
+    """A finite number within the field's bounds (:data:`REAL_LIMITS`); a bool is not a number."""
+    lo, hi, closed = REAL_LIMITS[field]
+    if isinstance(value, bool) or not isinstance(value, (Integral, float)) or not math.isfinite(value):
+        raise PerfkitError(f"{field} must be a finite number, got {value!r}", field=field)
+    if not (value >= lo if closed else value > lo) or value > hi:
+        low = f"at least {lo:g}" if closed else f"above {lo:g}"
+        raise PerfkitError(f"{field} must be {low} and at most {hi:g}, got {value!r}", field=field)
+    return float(value)
 
 
 def check_choice(value: Any, field: str, choices) -> str:
@@ -117,7 +132,24 @@ def system_config(body: Any) -> dict:
     if not isinstance(uncertainty, bool):
         raise PerfkitError(f"uncertainty must be true or false, got {uncertainty!r}", field="uncertainty")
     flat["uncertainty"] = uncertainty
+    flat.update(load_settings(body, flat["serving_mode"]))
     return flat
+
+
+def load_settings(body: Mapping, serving_mode: str) -> dict:
+    """The open-loop load and cost fields of a request (absent fields stay absent: no invented defaults)."""
+    out = {key: check_real(body[key], key) for key in REAL_LIMITS if key in body}
+    given = [key for key in ("input_seq_cv", "output_seq_cv") if key in out]
+    if "arrival_rate_qps" in out:
+        if serving_mode != "continuous":
+            raise PerfkitError("arrival_rate_qps needs serving_mode 'continuous' (an open-loop load is served by "
+                               f"continuous batching), got serving_mode {serving_mode!r}", field="serving_mode")
+        out.setdefault("input_seq_cv", 0.0)
+        out.setdefault("output_seq_cv", 0.0)
+    elif given:
+        raise PerfkitError(f"{given[0]} describes the lengths of an open-loop load; give arrival_rate_qps too",
+                           field=given[0])
+    return out
 
 
 def layer_config(body: Any) -> tuple[dict, str, bool]:
@@ -151,6 +183,8 @@ def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
             continue
         if key == "serving_mode":
             out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
+        elif key in REAL_LIMITS:
+            out[key] = np.asarray(value, dtype=np.float64)
         elif key.endswith("dtype"):
             out[key] = np.vectorize(INDEX.__getitem__, otypes=[np.int64])(value) if np.ndim(value) else np.int64(INDEX[value])
         else:

@@ -154,11 +154,13 @@ class HardwareSpec:
     efficiency: Efficiency
     sources: str
     collectives: Collectives | None = None  # filled from the file, or the plain ring over the links
+    tdp_watts: float | None = None  # one chip's board power (TDP/TGP); None where no source gives it
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "HardwareSpec":
         data = dict(data)
-        _check_keys(data, {f.name for f in fields(cls)} - {"collectives"}, origin, optional={"collectives"})
+        optional = {"collectives", "tdp_watts"}
+        _check_keys(data, {f.name for f in fields(cls)} - optional, origin, optional=optional)
         eff = data["efficiency"]
         if not isinstance(eff, Mapping):
             raise SpecError(f"{origin}: 'efficiency' must be a mapping")
@@ -171,6 +173,7 @@ class HardwareSpec:
             data[key] = float(data[key])
         for key in ("scaleout_bytes_per_s", "scaleout_latency_s"):
             data[key] = None if data[key] is None else float(data[key])
+        data["tdp_watts"] = None if data.get("tdp_watts") is None else float(data["tdp_watts"])
         data["chips_per_node"] = int(data["chips_per_node"])
         data["max_chips"] = None if data["max_chips"] is None else int(data["max_chips"])
         if data.get("collectives") is not None:
@@ -192,6 +195,8 @@ class HardwareSpec:
         for key, value in positive.items():
             if not value > 0:
                 raise SpecError(f"{origin}: {key} must be positive, got {value}")
+        if self.tdp_watts is not None and not self.tdp_watts > 0:
+            raise SpecError(f"{origin}: tdp_watts must be positive (or null when unknown), got {self.tdp_watts}")
         if not any(v for v in self.peak_flops_per_s.values()):
             raise SpecError(f"{origin}: peak_flops_per_s lists no dtype")
         e = self.efficiency
@@ -232,6 +237,7 @@ class HardwareSpec:
             "peak_tflops": {k: (v / 1e12 if v else None) for k, v in self.peak_flops_per_s.items()},
             "scaleup_gb_s": self.scaleup_bytes_per_s / 1e9,
             "scaleout_gb_s": None if self.scaleout_bytes_per_s is None else self.scaleout_bytes_per_s / 1e9,
+            "tdp_watts": self.tdp_watts,
         }
 
 

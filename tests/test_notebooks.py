@@ -25,7 +25,7 @@ REGENERATE = ("jupyter nbconvert --to notebook --execute --inplace --ExecutePrep
 
 
 def test_every_notebook_is_found_and_explains_itself():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"][: len(NOTEBOOKS)]
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"][: len(NOTEBOOKS)]
     for path in NOTEBOOKS:
         first = nbformat.read(path, as_version=4).cells[0]
         assert first.cell_type == "markdown" and first.source.startswith("# "), path.name

@@ -12,7 +12,7 @@ import perfkit  # noqa: E402
 from perfkit import PerfkitError  # noqa: E402
 from perfkit.cli import main  # noqa: E402
 from perfkit.sweeps import export  # noqa: E402
-from perfkit.sweeps.run import ONLY_IF_VALID  # noqa: E402
+from perfkit.sweeps.run import ONLY_IF_VALID, ONLY_IF_VALID_EXTRA  # noqa: E402
 
 GRID = {"model_id": ["meta-llama/Llama-3.1-8B", "mistralai/Mixtral-8x7B-v0.1"],
         "hardware_config": ["nvidia_h100_hgx", "nvidia_gb200_single"],
@@ -52,7 +52,8 @@ def test_parquet_streams_chunks_into_row_groups(tmp_path, table):
 def test_csv_round_trips(tmp_path, table):
     path = tmp_path / "sweep.csv"
     assert export.write(GRID, path, chunk_rows=50) == len(table)
-    read = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ONLY_IF_VALID})
+    read = pd.read_csv(path, keep_default_na=False,
+                       na_values={c: [""] for c in (*ONLY_IF_VALID, *ONLY_IF_VALID_EXTRA)})
     # the fixed setting stays in the file (issue 12: a CSV dropped what had one value), right after the axes
     at = len(table.attrs["axes"])
     assert list(read.columns[at:at + 1]) == ["output_seq"] and (read["output_seq"] == 128).all()

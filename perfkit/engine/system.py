@@ -35,7 +35,7 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
-from . import layout
+from . import layout, load, price
 from .costs import COSTS, Pass, attention_sequences, instances
 from .timing import communication_seconds, compute_seconds, handoff_seconds, memory_seconds
 
@@ -167,6 +167,14 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
     ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
     shape = np.broadcast(total_batch, isl, osl, chips, ttft_ms, tpot_ms).shape
     band = profile.band
+    loaded = {}
+    if "arrival_rate_qps" in cfg:  # an open-loop load (validated to come with continuous batching)
+        prices = step_prices(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
+        loaded = load.open_loop(prices, cfg["arrival_rate_qps"], isl, osl, cfg.get("input_seq_cv", 0.0),
+                                cfg.get("output_seq_cv", 0.0), replicas)
+    # per output token at the served rate: the open-loop achieved rate, else the closed-loop throughput
+    served = loaded["load_output_tokens_s"] if loaded else total_batch * 1000.0 / tpot_ms
+    spent = price.per_output_token(hw, chips, served, cfg.get("price_per_chip_hour"))
     return {
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
@@ -187,6 +195,8 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "tpot_ms_p10": tpot_ms * band["tpot_p10"],
         "tpot_ms_p90": tpot_ms * band["tpot_p90"],
         "code": np.broadcast_to(code, shape),
+        **loaded,
+        **spent,
     }
 
 
@@ -200,13 +210,7 @@ def _largest(compute, memory, communication, shape) -> np.ndarray:
 def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips):
     """TTFT and TPOT of a closed loop of ``batch`` requests per replica under continuous batching (seconds)."""
     isl, osl = cfg["input_seq"], cfg["output_seq"]
-    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")  # each caches its own
-    rank_batch = np.ceil(batch / ranks)
-    kv_per_sequence = mem["chip_kv"] / rank_batch
-    # chunked prefill bounds the activations to one chunk of the rank's prompts
-    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
-    free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
-    running = np.clip(np.floor(free / kv_per_sequence) * ranks, 1, batch)
+    running = _running(hw, profile, cfg, batch, mem)
     one = _pipelined(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True),
                      replica_chips)
     step = _pipelined(model, hw, profile, cfg, Pass(running, 1, isl + osl / 2.0, isl + osl, prefill=False),
@@ -218,6 +222,46 @@ def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chip
     ttft = (profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + chunks * step["seconds"]
             + queue)
     return ttft, tpot
+
+
+def _running(hw, profile, cfg, batch, mem):
+    """Sequences of one replica whose KV cache fits at once next to the weights and one prompt chunk's
+    activations (at most ``batch``)."""
+    isl = cfg["input_seq"]
+    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")  # each caches its own
+    rank_batch = np.ceil(batch / ranks)
+    kv_per_sequence = mem["chip_kv"] / rank_batch
+    # chunked prefill bounds the activations to one chunk of the rank's prompts
+    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
+    free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
+    return np.clip(np.floor(free / kv_per_sequence) * ranks, 1, batch)
+
+
+def step_prices(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips) -> load.StepPrices:
+    """What one continuous-batching step of one replica costs (for :mod:`perfkit.engine.load` and
+    :mod:`perfkit.simulate`): the decode step at ``n`` sequences of the mean context, and each prompt token
+    at the batched prefill's cost per token times ``prefill_interference`` (the price the closed-loop TPOT
+    above pays)."""
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+
+    def decode(n):
+        p = Pass(n, 1, isl + osl / 2.0, isl + osl, prefill=False)
+        return _pipelined(model, hw, profile, cfg, p, replica_chips)["seconds"]
+
+    return load.StepPrices(decode=decode, prompt_token_s=profile.prefill_interference * prefill_all_s / (batch * isl),
+                           chunk_tokens=profile.prefill_chunk_tokens, running_cap=_running(hw, profile, cfg, batch, mem),
+                           request_overhead_s=profile.request_overhead_s)
+
+
+def continuous_prices(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg) -> load.StepPrices:
+    """:func:`step_prices` of a configuration on its own (what :func:`evaluate` builds on the way)."""
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+    batch = np.ceil(cfg["batch_size"] / layout.replicas(cfg))
+    replica_chips = layout.replica_chips(cfg)
+    prefill = _pipelined(model, hw, profile, cfg, Pass(batch, isl, isl, isl + osl, prefill=True), replica_chips)
+    kv_scale = attention_sequences(cfg, batch) / attention_sequences(cfg, np.ceil(batch / micro_batches(cfg, batch)))
+    mem = _memory(model, hw, cfg, prefill["costs"], layout.replicas(cfg) * replica_chips, kv_scale)
+    return step_prices(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
 
 
 def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool) -> dict:

@@ -14,7 +14,8 @@ from .. import __version__, catalog
 from ..dtypes import DTYPES
 from ..engine.layout import DEGREES, LAYER_TYPES
 from ..engine.system import SERVING_MODES
-from ..inputs import LAYER_OPTIONAL, LAYER_REQUIRED, LIMITS, PHASES, SYSTEM_OPTIONAL, SYSTEM_REQUIRED
+from ..engine import load
+from ..inputs import LAYER_OPTIONAL, LAYER_REQUIRED, LIMITS, PHASES, REAL_LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED
 
 bp = Blueprint("docs", __name__)
 
@@ -41,6 +42,31 @@ def _numbers(*names: str) -> dict:
     return _obj({n: {"type": "number"} for n in names}, names, extra=True)
 
 
+#: The real-valued request fields (bounds from perfkit.inputs.REAL_LIMITS).
+REAL_FIELDS = {
+    "arrival_rate_qps": "open-loop Poisson arrivals per second over the whole deployment (needs serving_mode "
+                        "'continuous'); adds the 'load' object",
+    "input_seq_cv": "coefficient of variation of the prompt lengths of the open-loop load (default 0: fixed)",
+    "output_seq_cv": "coefficient of variation of the output lengths of the open-loop load (default 0: fixed)",
+    "price_per_chip_hour": "USD per chip-hour (no default); adds usd_per_million_output_tokens",
+}
+
+
+def _real(key: str, description: str) -> dict:
+    lo, hi, closed = REAL_LIMITS[key]
+    bound = {"minimum": lo} if closed else {"exclusiveMinimum": lo}
+    return {"type": "number", **bound, "maximum": hi, "description": description}
+
+
+def _load_schema() -> dict:
+    numbers = {k: {"type": ["number", "null"]} for k in load.FIELDS if k not in ("bound", "saturated")}
+    return _obj({**numbers, "bound": {"type": "string", "enum": list(load.BOUNDS)},
+                 "saturated": {"type": "boolean"}}, load.FIELDS,
+                description="open-loop load at arrival_rate_qps: TTFT/TPOT percentiles in ms (null when "
+                            "saturated), achieved requests/s and output tokens/s, mean running sequences, "
+                            "utilisation (rate / capacity), the capacity in requests/s and what bounds it")
+
+
 def _schemas() -> dict:
     degree = {"type": "integer", "minimum": 1, "maximum": LIMITS["degree"]}
     settings = {**{d: _ref("Degree") for d in DEGREES}, "dtype": _ref("Dtype")}
@@ -57,6 +83,7 @@ def _schemas() -> dict:
         "serving_engine": {"type": "string", "enum": catalog.list_serving_engines(), "default": "generic"},
         "uncertainty": {"type": "boolean", "default": False,
                         "description": "add p10/p90 bands of TTFT and TPOT to the response"},
+        **{key: _real(key, text) for key, text in REAL_FIELDS.items()},
     }
     layer_request = {k: fields[k] for k in (*LAYER_REQUIRED, *LAYER_OPTIONAL)}
     old_layer_request = {k: v for k, v in layer_request.items() if k != "model_id"}
@@ -124,6 +151,13 @@ def _schemas() -> dict:
                 "notes": {"type": "array", "items": {"type": "string"}},
             }, ("num_chips", "bottleneck", "fits_on_hardware"), extra=True),
             "uncertainty": _numbers("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90"),
+            "load": _load_schema(),
+            "cost": _obj({"joules_per_output_token": {"type": ["number", "null"]},
+                          "usd_per_million_output_tokens": {"type": ["number", "null"]}},
+                         ("joules_per_output_token",),
+                         description="per output token at the served rate: joules with every chip at its TDP "
+                                     "(an upper bound; null where the hardware file gives no TDP) and, with "
+                                     "price_per_chip_hour, USD per million"),
         }, ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "memory", "system"), extra=True),
         "ModelsResponse": _obj({"models": {"type": "array", "items": model}}, ("models",)),
         "HardwareResponse": _obj({"hardware": {"type": "array", "items": summary}}, ("hardware",)),

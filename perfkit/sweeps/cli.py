@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 from ..errors import PerfkitError
+from ..inputs import REAL_LIMITS
 from .run import DEFAULT_CHUNK_ROWS
 
 #: Options that set a field of the grid (comma-separated values make an axis).
 FIELDS = {"model": "model_id", "hardware": "hardware_config", "batch": "batch_size", "input_seq": "input_seq",
           "output_seq": "output_seq", "pp": "pipeline_parallel", "replicas": "replicas", "kv_dtype": "kv_dtype",
-          "serving_engine": "serving_engine", "serving_mode": "serving_mode"}
+          "serving_engine": "serving_engine", "serving_mode": "serving_mode", "rate": "arrival_rate_qps",
+          "input_seq_cv": "input_seq_cv", "output_seq_cv": "output_seq_cv",
+          "price_per_chip_hour": "price_per_chip_hour"}
 #: Options that set one degree or the dtype of every layer type that offers it (``layers.all.*``).
 ALL_LAYERS = {"tp": "tensor_parallel", "cp": "context_parallel", "sp": "sequence_parallel",
               "ep": "expert_parallel", "dp": "data_parallel", "dtype": "dtype"}
@@ -54,7 +57,13 @@ def _values(option: str, text: str, field: str):
     items = [v.strip() for v in text.split(",") if v.strip()]
     if not items:
         raise PerfkitError(f"{option}: no values in {text!r}", field=field)
-    if field.rsplit(".", 1)[-1] not in TEXT:
+    if field in REAL_LIMITS:  # open-loop load and price: real numbers
+        try:
+            items = [float(v) for v in items]
+        except ValueError:
+            raise PerfkitError(f"{option} ({field}) takes numbers separated by commas, got {text!r}",
+                               field=field) from None
+    elif field.rsplit(".", 1)[-1] not in TEXT:
         try:
             items = [int(v) for v in items]
         except ValueError:

@@ -22,7 +22,10 @@ def sweep(spec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = False)
 
     Columns: the axes, named by their request path (``model_id``, ``hardware_config``, ``serving_engine``
     (always), ``batch_size``, ``layers.attention.tensor_parallel``, ...), then every figure of the system-metrics response under its
-    leaf name (``ttft_ms`` ... ``fits_on_hardware``, ``num_nodes``), then ``valid`` and ``reason``. A
+    leaf name (``ttft_ms`` ... ``fits_on_hardware``, ``num_nodes``), ``joules_per_output_token`` (and
+    ``usd_per_million_output_tokens`` with a ``price_per_chip_hour``), the ``load_*`` columns of the response's
+    ``load`` object when the spec has an ``arrival_rate_qps`` (``load_ttft_ms_p99``, ``load_saturated``, ...;
+    unbounded latencies are ``inf``), then ``valid`` and ``reason``. A
     configuration that cannot run is a row with ``valid == False``, a ``reason``, NaN latencies and
     throughput (its memory figures stay: they say why) and ``fits_on_hardware == False`` (``fits_on_hardware``
     equals ``valid``: a layout that cannot run fits nowhere); a malformed grid (an

@@ -20,7 +20,7 @@ import numpy as np
 from .. import catalog
 from ..engine.layout import DEGREES, LAYER_TYPES, available_parallelism
 from ..errors import PerfkitError, choices_text
-from ..inputs import LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, check_int, system_config, to_arrays
+from ..inputs import LIMITS, REAL_LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED, check_fields, check_int, system_config, to_arrays
 
 ALL = "all"  # the layer key of a setting shared by every layer type that offers it
 #: Settings that pick what the engine is called with (not arrays): always the first axes, in this order.
@@ -29,7 +29,7 @@ GROUP = ("model_id", "hardware_config", "serving_engine")
 PLAIN = {"batch_size": LIMITS["batch_size"], "input_seq": LIMITS["input_seq"], "output_seq": LIMITS["output_seq"],
          "pipeline_parallel": LIMITS["degree"], "replicas": LIMITS["degree"]}
 #: Axes whose values never change which layouts can run (the reasons of a row name the layout only).
-WORKLOAD = ("batch_size", "input_seq", "output_seq")
+WORKLOAD = ("batch_size", "input_seq", "output_seq", *REAL_LIMITS)
 
 
 def flatten(body: Any, where: str = "") -> dict[str, Any]:
@@ -214,6 +214,13 @@ def requests(spec) -> Requests:
         except PerfkitError as exc:
             raise type(exc)(f"request {i}: {exc}", field=exc.field) from None
     rows = [dict(f) for f in flats]
+    for key in REAL_LIMITS:  # optional fields without defaults: one table has the column for all rows or none
+        given = [key in row for row in rows]
+        if any(given) and not all(given):
+            i = given.index(not given[0])
+            what = "lacks" if given[0] else "gives"
+            raise PerfkitError(f"request {i} {what} {key}, unlike the requests before it; give it in every "
+                               "request of the list or in none", field=key)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     names = tuple(k for k in keys if k in GROUP or len({row.get(k) for row in rows}) > 1)
     return Requests(tuple(flats), names)
@@ -234,4 +241,5 @@ def parse(spec) -> Grid | Requests:
 def engine_values(name: str, values) -> np.ndarray:
     """An axis's values as the engine reads them (dtypes and serving modes as indices), via the same
     encoding as a single request (:func:`perfkit.inputs.to_arrays`)."""
-    return np.array([to_arrays({name: v})[name] for v in values], dtype=np.int64)
+    return np.array([to_arrays({name: v})[name] for v in values],
+                    dtype=np.float64 if name in REAL_LIMITS else np.int64)

@@ -14,9 +14,9 @@ import numpy as np
 
 from .. import catalog
 from ..dtypes import DTYPES
-from ..engine import layout
+from ..engine import layout, load
 from ..engine.system import BOTTLENECKS, evaluate
-from ..inputs import to_arrays
+from ..inputs import REAL_LIMITS, to_arrays
 from .grid import GROUP, WORKLOAD, Grid, Requests, engine_values
 from .table import Cat, Labels
 
@@ -29,6 +29,9 @@ DEFAULT_CHUNK_ROWS = 1 << 18
 #: why it does not fit).
 ONLY_IF_VALID = ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "ttft_ms_p10", "ttft_ms_p90",
                  "tpot_ms_p10", "tpot_ms_p90")
+#: The same for the figures only some sweeps have (energy and cost, the open-loop load).
+ONLY_IF_VALID_EXTRA = ("joules_per_output_token", "usd_per_million_output_tokens",
+                       *(c for c in load.COLUMNS if c not in ("load_bound", "load_saturated")))
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Sweep:
                 if key in self.engine_keys:
                     self.encoded[key] = engine_values(key, self.labels[key].items)
             else:
-                self.columns[key] = np.asarray(values, dtype=np.int64)
+                self.columns[key] = np.asarray(values, dtype=np.float64 if key in REAL_LIMITS else np.int64)
 
     def _evaluate_requests(self, chunk: Chunk) -> dict:
         sl = slice(chunk.lo, chunk.hi)
@@ -199,7 +202,7 @@ class Sweep:
         cols["valid"] = valid
         # a layout that cannot run fits nowhere: fits_on_hardware is True only where the row runs
         cols["fits_on_hardware"] = valid.copy()
-        for key in ONLY_IF_VALID:
+        for key in (*ONLY_IF_VALID, *ONLY_IF_VALID_EXTRA):
             if key in cols:
                 cols[key] = np.where(valid, cols[key], np.nan)
         cols["reason"] = Cat(self._reasons(model, hw, cfg, structural, fits, workload).ravel(), self.reasons)
@@ -216,7 +219,7 @@ class Sweep:
         found = np.nonzero(reduced)
         ids = np.full(reduced.shape, -1, dtype=np.int32)
         if len(found[0]):
-            keys = sorted(k for k in cfg)
+            keys = sorted(k for k in cfg if k not in REAL_LIMITS)  # the layout's integers: what reasons name
             table = np.stack([reduced[found]] + [np.broadcast_to(cfg[k], shape)[cut][found] for k in keys], axis=1)
             codes = np.empty(len(table), dtype=np.int32)
             for i, key_row in enumerate(table):

@@ -1,4 +1,4 @@
-"""Widget panels for Jupyter (ipywidgets): one configuration, a comparison of several, a sweep.
+"""Widget panels for Jupyter (ipywidgets): one configuration, a comparison of several, a sweep, a capacity plan.
 
 >>> from perfkit.widgets import ComparisonPanel
 >>> panel = ComparisonPanel()          # the seed's comparison: TinyLlama vs Llama-3.3-70B
@@ -10,7 +10,8 @@ formula; :mod:`perfkit.widgets.frames` (no ipywidgets needed) reshapes responses
 """
 from importlib import import_module
 
-_PANELS = {"ConfigPanel": "config", "ComparisonPanel": "compare", "SweepPanel": "sweep", "ConfigForm": "form"}
+_PANELS = {"ConfigPanel": "config", "ComparisonPanel": "compare", "SweepPanel": "sweep", "ConfigForm": "form",
+           "PlannerPanel": "planner"}
 __all__ = list(_PANELS)
 
 
