@@ -13,7 +13,7 @@ from typing import Any
 from flask import request
 
 from ..errors import PerfkitError
-from .errors import UnsupportedMediaTypeError
+from .errors import NotFiniteError, UnsupportedMediaTypeError
 
 
 def _reject_constant(name: str):
@@ -86,3 +86,32 @@ def query(required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dic
 def _json_type(value: Any) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def finite(body: Any) -> Any:
+    """``body`` if every number in it is finite and no time (a ``*_ms`` key) is negative; else a
+    :class:`~perfkit.errors.PerfkitError` (422) naming the first bad figure, so that no answer ever carries
+    ``NaN``, ``Infinity`` or a negative time."""
+    bad = _first_bad(body, "")
+    if bad:
+        path, value = bad
+        raise NotFiniteError(f"the prediction for this configuration has {path} = {value!r}, which is not a "
+                             "physical value; the configuration is outside what perfkit can model", field=path)
+    return body
+
+
+def _first_bad(value: Any, path: str):
+    if isinstance(value, float):
+        if not math.isfinite(value) or (value < 0 and path.endswith("_ms")):
+            return path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            bad = _first_bad(item, f"{path}.{key}" if path else str(key))
+            if bad:
+                return bad
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            bad = _first_bad(item, f"{path}[{i}]")
+            if bad:
+                return bad
+    return None
