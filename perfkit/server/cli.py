@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help=f"open connections per process (default {d.connection_limit})")
     p.add_argument("--client-connection-limit", type=int, default=d.client_connection_limit, metavar="N",
                    help=f"open connections per client address per process (default {d.client_connection_limit})")
+    p.add_argument("--requests-per-connection", type=int, default=d.requests_per_connection, metavar="N",
+                   help=f"answer Connection: close after N requests on one connection, so that clients spread "
+                        f"over the processes again (default {d.requests_per_connection})")
     p.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--offline", action="store_true",
@@ -50,12 +53,13 @@ def limits_of(args):
     if args.threads < 1 or workers < 1 or not 0 <= args.port <= 65535:
         raise PerfkitError("--threads and --workers must be at least 1 and --port between 0 and 65535")
     if not (args.request_timeout > 0 and args.idle_timeout >= 1 and args.connection_limit >= 1
-            and 1 <= args.client_connection_limit):
+            and 1 <= args.client_connection_limit and args.requests_per_connection >= 1):
         raise PerfkitError("--request-timeout must be positive, --idle-timeout at least 1 s, and the connection "
                            "limits at least 1")
     return Limits(workers=workers, threads=args.threads, connection_limit=args.connection_limit,
                   client_connection_limit=args.client_connection_limit, idle_timeout_s=args.idle_timeout,
-                  request_timeout_s=args.request_timeout, max_body_bytes=MAX_BODY_BYTES)
+                  request_timeout_s=args.request_timeout, requests_per_connection=args.requests_per_connection,
+                  max_body_bytes=MAX_BODY_BYTES)
 
 
 def serve(args) -> int:

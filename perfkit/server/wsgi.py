@@ -154,22 +154,28 @@ class _Server(TcpWSGIServer):
         self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
     def maintenance(self, now):
-        super().maintenance(now)  # idle connections past idle_timeout_s
+        """Close idle keep-alive connections; answer 408 to requests that arrive too slowly."""
+        idle_cutoff = now - self.adj.channel_timeout
         deadline = time.monotonic() - self.limits.request_timeout_s
         for channel in list(self.active_channels.values()):
-            request = channel.request
-            if request is None or getattr(request, "started", deadline) >= deadline or channel.will_close:
-                continue
-            with channel.requests_lock:  # the request arrives too slowly: answer 408 and close
-                if channel.request is not request:
-                    continue
-                request.error = RequestTimeout(f"the request did not arrive whole within "
-                                               f"{self.limits.request_timeout_s:g} s")
-                request.completed = True
-                channel.request = None
-                channel.requests.append(request)
-                if len(channel.requests) == 1:
-                    self.add_task(channel)
+            request = channel.request  # a request still arriving
+            if request is None:
+                if not channel.requests and channel.last_activity < idle_cutoff:
+                    channel.will_close = True
+            elif getattr(request, "started", deadline) < deadline and not channel.will_close:
+                self._time_out(channel, request)
+
+    def _time_out(self, channel, request) -> None:
+        with channel.requests_lock:
+            if channel.request is not request:
+                return
+            request.error = RequestTimeout(f"the request did not arrive whole within "
+                                           f"{self.limits.request_timeout_s:g} s")
+            request.completed = True
+            channel.request = None
+            channel.requests.append(request)
+            if len(channel.requests) == 1:
+                self.add_task(channel)
 
 
 def bind(host: str, port: int) -> socket.socket:
