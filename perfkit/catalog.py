@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _HARDWARE_ID = re.compile(r"[a-z0-9_]{1,64}")
-#: The model-id pattern as JSON Schema writes it (``/openapi.json`` carries it; the server enforces it).
-MODEL_ID_PATTERN = "^" + _MODEL_ID.pattern + "$"
+#: The model-id pattern as JSON Schema writes it (``/openapi.json`` carries it; the server enforces it). It
+#: ends in ``(?![\s\S])`` (nothing follows), not ``$``, which in Python also matches before a final newline.
+MODEL_ID_PATTERN = "^" + _MODEL_ID.pattern + r"(?![\s\S])"
 
 #: A catalog file larger than this is refused unread (the largest bundled one is a few KiB).
 MAX_FILE_BYTES = 1 << 20
