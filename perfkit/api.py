@@ -8,7 +8,7 @@ import numpy as np
 from . import catalog
 from .dtypes import DTYPES
 from .engine import layout
-from .engine.system import evaluate, evaluate_layer
+from .engine.system import BOTTLENECKS, evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
 
@@ -37,7 +37,18 @@ def layers(model_id: str) -> dict:
         if layer_type == "attention":
             entry["kind"] = "mla" if model.is_mla else "gqa"
         out.append(entry)
-    return {"layers": out}
+    return {"layers": out, "deployment": DEPLOYMENT}
+
+
+#: How the whole deployment is laid out around the per-layer degrees (documented in ``GET /api/layers``).
+DEPLOYMENT = {
+    "pipeline_parallel": "pipeline stages: every layer type's chips are multiplied by it; each stage holds 1/pp "
+                         "of the layers and pp micro-batches are in flight (per-token latency grows with the "
+                         "stage hand-offs, throughput with the stages working at once)",
+    "replicas": "whole copies of the layout: chips = replicas x the layout's chips; batch_size is the whole "
+                "deployment's sequences, split evenly over the replicas; throughput and memory totals are "
+                "summed over replicas, latency is that of one replica",
+}
 
 
 def system_metrics(request: dict) -> dict:
@@ -70,7 +81,7 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
                                               "total_memory_gb", "memory_per_chip_gb", "hw_capacity_gb")},
         "system": {
             "num_chips": int(row["num_chips"]),
-            "bottleneck": str(row["bottleneck"]),
+            "bottleneck": _bottleneck_name(row["bottleneck"]),
             "fits_on_hardware": bool(row["fits_on_hardware"]),
             "num_nodes": int(row["num_nodes"]),
             "notes": notes,
@@ -79,6 +90,11 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
     if uncertainty:
         body["uncertainty"] = {k: float(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
     return body
+
+
+def _bottleneck_name(value) -> str:
+    """The engine gives an index into ``BOTTLENECKS``; a sweep row already holds the name."""
+    return value if isinstance(value, str) else str(BOTTLENECKS[int(value)])
 
 
 def layer_metrics(request: dict) -> dict:
@@ -156,6 +172,10 @@ def notes(model, hw, flat: dict) -> list[str]:
         if compute and compute != dtype and not (dtype == "int4" and compute == "int8"):
             out.append(f"{layer_type}: {hw.chip} has no faster native {dtype} path; computed in {compute} "
                        f"(weights stored in {dtype})")
+    replicas = flat.get("replicas", 1)
+    if replicas > 1:
+        out.append(f"{replicas} replicas of the layout: each serves {-(-flat['batch_size'] // replicas)} of the "
+                   f"{flat['batch_size']} sequences; throughput and memory totals are summed over them")
     context = flat.get("input_seq", 0) + flat.get("output_seq", 0)
     if model.max_position_embeddings and context > model.max_position_embeddings:
         out.append(f"context {context} exceeds {model.name}'s max_position_embeddings "

@@ -1,7 +1,8 @@
 """Checking request bodies and turning them into the engine's flat configuration.
 
 A flat configuration maps request paths to scalars: ``model_id``, ``hardware_config``, ``batch_size``,
-``input_seq``, ``output_seq``, ``pipeline_parallel``, ``kv_dtype`` and ``layers.<type>.<degree|dtype>``.
+``input_seq``, ``output_seq``, ``pipeline_parallel``, ``replicas``, ``kv_dtype`` and
+``layers.<type>.<degree|dtype>``.
 Every bad value raises :class:`PerfkitError` naming the field, the value and the valid choices.
 """
 from __future__ import annotations
@@ -25,7 +26,8 @@ LIMITS = {"batch_size": 1 << 20, "input_seq": 1 << 24, "output_seq": 1 << 24, "s
 
 SYSTEM_REQUIRED = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")
 #: Documented fields beyond the seed (see README "Request fields").
-SYSTEM_OPTIONAL = ("layers", "kv_dtype", "pipeline_parallel", "serving_mode", "serving_engine", "uncertainty")
+SYSTEM_OPTIONAL = ("layers", "kv_dtype", "pipeline_parallel", "replicas", "serving_mode", "serving_engine",
+                   "uncertainty")
 LAYER_REQUIRED = ("model_id", "hardware_config", "layer_type", "batch_size", "seq_length")
 LAYER_OPTIONAL = ("dtype", *DEGREES, "pipeline_parallel", "kv_dtype", "phase")
 PHASES = ("prefill", "decode")
@@ -99,6 +101,7 @@ def system_config(body: Any) -> dict:
     for key in ("batch_size", "input_seq", "output_seq"):
         flat[key] = check_int(body[key], key, LIMITS[key])
     flat["pipeline_parallel"] = check_int(body.get("pipeline_parallel", 1), "pipeline_parallel", LIMITS["degree"])
+    flat["replicas"] = check_int(body.get("replicas", 1), "replicas", LIMITS["degree"])
     layers = body.get("layers", {})
     if not isinstance(layers, Mapping):
         raise PerfkitError(f"layers must be an object keyed by layer type, got {type(layers).__name__}",

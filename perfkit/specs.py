@@ -37,6 +37,60 @@ class Efficiency:
 
 
 @dataclass(frozen=True)
+class CollectiveFit:
+    """One collective inside a scale-up domain: ``launch_s + step_s x steps + bytes x volume / bus`` with
+    ``bus = bus_bytes_per_s x (n / 2) ** -bandwidth_exponent`` (see ``perfkit.engine.timing.op_seconds``)."""
+
+    launch_s: float
+    step_s: float
+    bus_bytes_per_s: float
+    bandwidth_exponent: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str) -> "CollectiveFit":
+        names = {f.name for f in fields(cls)}
+        _check_keys(data, names - {"bandwidth_exponent"}, origin, optional={"bandwidth_exponent"})
+        values = {k: float(v) for k, v in data.items()}
+        for key in ("launch_s", "step_s"):
+            if not 0 <= values[key] < 1e-2:
+                raise SpecError(f"{origin}: {key} must be between 0 and 0.01 s, got {values[key]}")
+        if not values["bus_bytes_per_s"] > 0:
+            raise SpecError(f"{origin}: bus_bytes_per_s must be positive, got {values['bus_bytes_per_s']}")
+        if not -3 <= values.get("bandwidth_exponent", 0.0) <= 3:
+            raise SpecError(f"{origin}: bandwidth_exponent must be between -3 and 3")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Collectives:
+    """Collectives inside one node, per kind, fitted to measured NCCL and custom all-reduce tables by
+    ``perfkit calibrate --collectives`` (``custom_allreduce``: the serving engine's own one-shot/two-shot
+    kernel, ``None`` where the chip has no measured one). A hardware file without a ``collectives`` block gets
+    the plain ring over its links: ``scaleup_latency_s`` per step at ``scaleup`` of the link bandwidth."""
+
+    allreduce: CollectiveFit
+    allgather: CollectiveFit
+    alltoall: CollectiveFit
+    custom_allreduce: CollectiveFit | None
+    source: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str) -> "Collectives":
+        _check_keys(data, {"allreduce", "allgather", "alltoall", "source"}, origin, optional={"custom_allreduce"})
+        custom = data.get("custom_allreduce")
+        return cls(**{k: CollectiveFit.from_dict(data[k], f"{origin}: collectives.{k}")
+                      for k in ("allreduce", "allgather", "alltoall")},
+                   custom_allreduce=None if custom is None else CollectiveFit.from_dict(
+                       custom, f"{origin}: collectives.custom_allreduce"),
+                   source=str(data["source"]))
+
+    @classmethod
+    def ring(cls, latency_s: float, bytes_per_s: float) -> "Collectives":
+        plain = CollectiveFit(0.0, latency_s, bytes_per_s)
+        return cls(plain, plain, plain, None, "no measured table: ring over the links")
+
+
+@dataclass(frozen=True)
 class ServingProfile:
     """What a serving engine (TensorRT-LLM, vLLM, SGLang, or a generic average) adds to the kernels.
 
@@ -99,11 +153,12 @@ class HardwareSpec:
     scaleout_latency_s: float | None
     efficiency: Efficiency
     sources: str
+    collectives: Collectives | None = None  # filled from the file, or the plain ring over the links
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "HardwareSpec":
         data = dict(data)
-        _check_keys(data, {f.name for f in fields(cls)}, origin)
+        _check_keys(data, {f.name for f in fields(cls)} - {"collectives"}, origin, optional={"collectives"})
         eff = data["efficiency"]
         if not isinstance(eff, Mapping):
             raise SpecError(f"{origin}: 'efficiency' must be a mapping")
@@ -118,6 +173,11 @@ class HardwareSpec:
             data[key] = None if data[key] is None else float(data[key])
         data["chips_per_node"] = int(data["chips_per_node"])
         data["max_chips"] = None if data["max_chips"] is None else int(data["max_chips"])
+        if data.get("collectives") is not None:
+            data["collectives"] = Collectives.from_dict(data["collectives"], origin)
+        else:
+            data["collectives"] = Collectives.ring(
+                data["scaleup_latency_s"], data["scaleup_bytes_per_s"] * data["efficiency"].scaleup)
         spec = cls(**data)
         spec._validate(origin)
         return spec

@@ -39,7 +39,9 @@ LAYER_ENTRY = {"type": str, "count": int, "available_parallelism": list, "availa
 @pytest.mark.parametrize("model_id", catalog.list_models())
 def test_layers_keys_and_types(model_id):
     body = perfkit.layers(model_id)
-    assert set(body) == {"layers"} and isinstance(body["layers"], list)
+    # the seed's key, and the documented extra describing the deployment-wide degrees
+    assert set(body) == {"layers", "deployment"} and isinstance(body["layers"], list)
+    assert all(isinstance(v, str) for v in body["deployment"].values())
     for entry in body["layers"]:
         _check_shape(entry, LAYER_ENTRY, {"kind": str, "experts": dict})
         assert all(isinstance(p, str) for p in entry["available_parallelism"])

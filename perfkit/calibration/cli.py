@@ -19,6 +19,10 @@ def register(sub) -> None:
                         "PERFKIT_SERVING_DIR) instead of updating the package's files in place")
     p.add_argument("--max-evals", type=int, default=100, help="least-squares function evaluations (default 100)")
     p.add_argument("--report", default=None, help="also write the accuracy report (markdown) to this path")
+    p.add_argument("--collectives", metavar="DIR", default=None,
+                   help="instead of the serving fit, fit the collectives block of every system folder of DIR "
+                        "(nccl_perf / custom_allreduce_perf tables, e.g. ../shared/data/kernels) into the "
+                        "hardware files")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("accuracy", help="accuracy of the shipped parameters against a measurements CSV")
@@ -36,6 +40,8 @@ def _calibrate(args) -> int:
     from .split import HELD_OUT, held_out, parse_groups
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.collectives:
+        return _collectives(args)
     groups = HELD_OUT if args.holdout is None else parse_groups(args.holdout)
     measured = load(args.csv)
     train = measured[~held_out(measured, groups)]
@@ -64,6 +70,27 @@ def _calibrate(args) -> int:
         command = "perfkit calibrate --report " + args.report
         Path(args.report).write_text(accuracy_markdown(frame, command, f"Fit: {source}."))
         print(f"wrote {args.report}")
+    return 0
+
+
+def _collectives(args) -> int:
+    from .. import catalog
+    from ..errors import PerfkitError
+    from .collectives import CATALOG, write_blocks
+
+    hw_root = Path(catalog._hardware_root())
+    if args.out_dir:
+        out = Path(args.out_dir) / "hardware"
+        out.mkdir(parents=True, exist_ok=True)
+        for f in hw_root.glob("*.yaml"):
+            shutil.copy(f, out / f.name)
+        hw_root = out
+    tables = Path(args.collectives)
+    fitted = write_blocks(tables, hw_root) if tables.is_dir() else {}
+    if not fitted:
+        raise PerfkitError(f"--collectives {args.collectives!r} holds no system folder with an nccl_perf table; "
+                           f"expected folders named {', '.join(sorted(CATALOG))}", field="collectives")
+    print(f"wrote the collectives of {', '.join(sorted(fitted))} into {hw_root}")
     return 0
 
 

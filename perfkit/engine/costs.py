@@ -1,7 +1,11 @@
 """What one instance of each layer type costs on one chip for one pass of the model.
 
 A *pass* processes ``new`` tokens for each of ``batch`` sequences whose attention sees ``context`` tokens
-(prefill: ``new = context = prompt``; decode: ``new = 1``). Each function returns a :class:`LayerCost` of
+(prefill: ``new = context = prompt``; decode: ``new = 1``); ``batch`` is one replica's share of the
+deployment's sequences. A layer type on fewer chips than the replica is replicated (``layout.copies``) and its
+copies split the sequences between them (as attention ``data_parallel`` does; ``sequence_parallel`` and
+``context_parallel`` split each sequence's tokens). Each figure is that of the busiest chip, so a share of
+sequences is rounded up to whole sequences. Each function returns a :class:`LayerCost` of
 arrays: bytes held per chip (weights, transient activations, KV cache), FLOPs per chip, HBM bytes moved per
 chip, the GEMM row counts that set compute efficiency (dense GEMMs, and the grouped GEMMs of active
 experts), and the collectives it issues. All arithmetic
@@ -15,6 +19,7 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY
 from ..specs import ModelSpec
+from .layout import copies
 
 
 @dataclass
@@ -66,6 +71,12 @@ def attended_tokens(new, context, window: int, prefill: bool):
     return np.minimum(context, window) if window else context
 
 
+def attention_sequences(cfg, batch):
+    """Sequences on one chip's attention: data parallel and replicated copies split them (the busiest chip
+    holds the rounded-up share)."""
+    return np.ceil(batch / (_p(cfg, "attention", "data_parallel") * copies(cfg, "attention")))
+
+
 def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     tp, cp, dp = (_p(cfg, "attention", d) for d in ("tensor_parallel", "context_parallel", "data_parallel"))
     dtype = _p(cfg, "attention", "dtype")
@@ -93,26 +104,28 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         kv_width = 2 * kv_heads_chip * hd
         score_dim = value_dim = hd
         qkv_width = 2 * heads_chip * hd + kv_width
-    seqs = p.batch / dp  # attention data parallel splits the batch, context parallel the sequence
-    tokens = seqs * p.new / cp
+    # Everything below is per sequence first (arrays over the attention's own axes), then times the
+    # sequences on this chip, which depend on every layer's degrees: that keeps the big arrays few.
+    seqs = attention_sequences(cfg, p.batch)
+    new = p.new / cp  # context parallel splits each sequence
     attended = sum(f * attended_tokens(p.new, p.context, w, p.prefill) for f, w in model.window_fractions)
     cached = sum(f * (np.minimum(p.cached, w) if w else p.cached) for f, w in model.window_fractions)
-    core_flops = 2 * tokens * attended * heads_chip * (score_dim + value_dim)
-    kv_cache = seqs * cached / cp * kv_width * kvbytes
+    flops_per_seq = 2 * new * (params_chip + attended * heads_chip * (score_dim + value_dim))
     weights = params_chip * wbytes
-    activations = tokens * (d + qkv_width + heads_chip * value_dim) * abytes
-    kv_traffic = (tokens * kv_width * kvbytes) if p.prefill else seqs * attended / cp * kv_width * kvbytes
-    collectives = [Collective("allreduce", tokens * d * abytes, tp, tp)]
+    activations = seqs * (new * (d + qkv_width + heads_chip * value_dim) * abytes)
+    kv_traffic = (new * kv_width * kvbytes) if p.prefill else attended / cp * kv_width * kvbytes
+    tokens = seqs * new
+    collectives = [Collective("allreduce", tokens * (d * abytes), tp, tp)]
     if p.prefill:  # ring attention passes each chip's K/V shard around the context-parallel group
-        collectives.append(Collective("ring", tokens * kv_width * kvbytes, cp, tp * cp))
+        collectives.append(Collective("ring", tokens * (kv_width * kvbytes), cp, tp * cp))
     else:  # partial softmax results merged across the context-parallel group
-        collectives.append(Collective("allreduce", seqs * heads_chip * (value_dim + 2) * 4.0, cp, tp * cp))
+        collectives.append(Collective("allreduce", seqs * (heads_chip * (value_dim + 2) * 4.0), cp, tp * cp))
     return LayerCost(
         weight_bytes=weights,
         activation_bytes=activations,
-        kv_bytes=kv_cache,
-        flops=2 * tokens * params_chip + core_flops,
-        hbm_bytes=weights + activations + kv_traffic,
+        kv_bytes=seqs * (cached / cp * kv_width * kvbytes),
+        flops=seqs * flops_per_seq,
+        hbm_bytes=weights + activations + seqs * kv_traffic,
         gemm_rows=tokens,
         collectives=collectives,
     )
@@ -125,13 +138,18 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     dtype = _p(cfg, "feedforward", "dtype")
     wbytes, abytes = BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
     d = model.hidden_size
-    tokens = p.batch * p.new / sp  # every sequence-parallel group sees its share of the tokens
+    # every copy of a replicated feed-forward serves its share of the sequences, sequence parallel splits them
+    seqs = np.ceil(p.batch / copies(cfg, "feedforward"))
+    tokens = seqs * p.new / sp
     n_moe = model.num_moe_layers
     n_dense = model.num_layers - n_moe
     parts = []
+    # Dense layers, shared experts and the router are not split over the expert-parallel group: each of its
+    # ep ranks holds them whole and runs them on its own share of the group's tokens.
+    own = np.ceil(seqs / ep) * p.new / sp
     if n_dense:
         params = 3 * d * model.intermediate_size / tp
-        parts.append((n_dense, _ffn_cost(params, params, tokens, tokens, d, model.intermediate_size / tp,
+        parts.append((n_dense, _ffn_cost(params, params, own, own, d, model.intermediate_size / tp,
                                          wbytes, abytes, tp)))
     if n_moe:
         expert = 3 * d * model.moe_intermediate_size / tp
@@ -146,9 +164,11 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         cost = _ffn_cost(held, read, flops_rows, tokens, d, model.moe_intermediate_size / tp, wbytes, abytes, tp)
         cost.expert_flops = cost.flops
         cost.expert_rows = routed / (model.num_experts * touched)  # rows per active expert
-        cost.flops = cost.flops + 2 * tokens * (shared + d * model.num_experts)  # shared experts and router
-        cost.collectives.append(Collective("alltoall", 2 * tokens / ep * model.experts_per_token * d * abytes,
-                                           ep, tp * ep))
+        cost.flops = cost.flops + 2 * own * (shared + d * model.num_experts)  # shared experts and router
+        # Dispatch and combine: each of the group's tokens goes to its top-k experts and back. The tp ranks of
+        # a token's expert-parallel rank each move 1/tp of the exchange (their shard of the token's rows).
+        moved = 2 * tokens / ep * model.experts_per_token * d * abytes / tp
+        cost.collectives.append(Collective("alltoall", moved, ep, tp * ep))
         parts.append((n_moe, cost))
     return _mean_cost(parts)
 
@@ -196,7 +216,7 @@ def norm(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     dtype = _p(cfg, "norm", "dtype")
     abytes = ACTIVATION_BYTES_ARRAY[dtype]
     d = model.hidden_size
-    tokens = p.batch * p.new / sp
+    tokens = np.ceil(p.batch / copies(cfg, "norm")) * p.new / sp
     weights = 2 * d * BYTES_ARRAY[dtype] * np.ones_like(tokens)
     activations = 2 * tokens * d * abytes
     return LayerCost(
@@ -216,9 +236,9 @@ def embedding(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     wbytes, abytes = BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
     d, vocab = model.hidden_size, model.vocab_size
     matrices = 1 if model.tie_word_embeddings else 2
-    tokens = p.batch * p.new
+    head_rows = np.ceil(p.batch / copies(cfg, "embedding"))  # replicated copies split the sequences
+    tokens = head_rows * p.new
     weights = matrices * vocab * d / tp * wbytes
-    head_rows = p.batch
     activations = tokens * d * abytes + head_rows * vocab / tp * 4.0
     return LayerCost(
         weight_bytes=weights,

@@ -39,9 +39,26 @@ def layer_chips(cfg, layer_type: str) -> np.ndarray:
     return chips
 
 
-def num_chips(cfg) -> np.ndarray:
-    """The system's chips: the largest layer type's span (smaller ones are replicated to fill it)."""
+def replica_chips(cfg) -> np.ndarray:
+    """Chips of one replica of the layout: the largest layer type's span (smaller ones are replicated to
+    fill it)."""
     return reduce(np.maximum, [layer_chips(cfg, t) for t in LAYER_TYPES])
+
+
+def copies(cfg, layer_type: str) -> np.ndarray:
+    """How many copies of a layer type one replica holds (its chips over the layer's span). The copies split
+    the tokens between them: that is what replicating a layer is for."""
+    return replica_chips(cfg) // layer_chips(cfg, layer_type)
+
+
+def replicas(cfg) -> np.ndarray:
+    """Whole copies of the layout (``replicas`` in the request; 1 where it is not given)."""
+    return cfg.get("replicas", 1)
+
+
+def num_chips(cfg) -> np.ndarray:
+    """The deployment's chips: replicas x the chips of one replica."""
+    return replicas(cfg) * replica_chips(cfg)
 
 
 def num_nodes(hw: HardwareSpec, chips: np.ndarray) -> np.ndarray:
@@ -78,12 +95,12 @@ def check(model: ModelSpec, hw: HardwareSpec, cfg) -> np.ndarray:
     if model.is_moe:
         code = code | np.where(model.num_experts % cfg["layers.feedforward.expert_parallel"] != 0, FFN_EP, 0)
     spans = [layer_chips(cfg, layer_type) for layer_type in LAYER_TYPES]
-    chips = reduce(np.maximum, spans)
+    chips = reduce(np.maximum, spans)  # one replica
     for span in spans:
         code = code | np.where(chips % span != 0, CHIPS_DIVIDE, 0)
     if hw.max_chips is not None:
-        code = code | np.where(chips > hw.max_chips, MAX_CHIPS, 0)
-    if hw.scaleout_bytes_per_s is None:
+        code = code | np.where(replicas(cfg) * chips > hw.max_chips, MAX_CHIPS, 0)
+    if hw.scaleout_bytes_per_s is None:  # replicas never talk to each other: only one replica must fit a node
         code = code | np.where(chips > hw.chips_per_node, NO_SCALEOUT, 0)
     code = code | np.where(cfg["pipeline_parallel"] > model.num_layers, PP_LAYERS, 0)
     peaks = hw.peak_by_dtype
@@ -146,7 +163,8 @@ def reasons(model: ModelSpec, hw: HardwareSpec, code: int, row: dict) -> list[tu
         spans = ", ".join(f"{t} {row['chips.' + t]}" for t in LAYER_TYPES)
         out.append((
             "layers",
-            f"every layer type's chips must divide the system's {chips} chips, got {spans} "
+            f"every layer type's chips must divide the system's {chips // row.get('replicas', 1)} chips"
+            + (" of one replica" if row.get("replicas", 1) > 1 else "") + f", got {spans} "
             "(chips = tensor x context x sequence x expert x data parallel x pipeline stages)",
         ))
     if code & MAX_CHIPS:
@@ -157,7 +175,7 @@ def reasons(model: ModelSpec, hw: HardwareSpec, code: int, row: dict) -> list[tu
     if code & NO_SCALEOUT:
         out.append((
             "layers",
-            f"the layout needs {chips} chips, more than one {hw.name} node of {hw.chips_per_node}, "
+            f"one replica of the layout needs {chips // row.get('replicas', 1)} chips, more than one {hw.name} node of {hw.chips_per_node}, "
             "and the hardware file gives no scale-out network",
         ))
     if code & PP_LAYERS:

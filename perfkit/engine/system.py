@@ -1,21 +1,28 @@
 """The engine: one vectorized evaluation of every configuration of a (model, hardware) pair.
 
 ``evaluate`` returns a dict of arrays, one entry per figure of the system-metrics response plus
-``code`` (the bit mask of :mod:`perfkit.engine.layout`) and the uncertainty bands. ``evaluate_layer`` returns
-one layer type's figures for ``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep
-of one.
+``code`` (the bit mask of :mod:`perfkit.engine.layout`) and the uncertainty bands; ``bottleneck`` is an index
+into :data:`BOTTLENECKS`. ``evaluate_layer`` returns one layer type's figures for
+``POST /config/layer-metrics``. Both are pure numpy; a single request is a sweep of one.
+
+A deployment is ``replicas`` whole copies of a layout; ``batch_size`` counts every replica's sequences and each
+replica serves its share (rounded up: the busiest one sets the latency). Latency figures are one replica's,
+``throughput_tokens_s`` and the memory totals are the deployment's. Inside a replica the pipeline keeps
+``min(pipeline_parallel, sequences)`` micro-batches in flight (:func:`_pipelined`).
 
 What TTFT and TPOT mean, per ``serving_mode`` (0 = static, 1 = continuous):
 
-- *static*: one batch served together. TTFT is one prefill pass of ``batch_size`` prompts of ``input_seq``
-  tokens; TPOT is one decode step of the whole batch at the mean context of the generated tokens,
-  ``input_seq + output_seq / 2``.
+- *static*: one batch served together. TTFT is one prefill pass of the replica's prompts of ``input_seq``
+  tokens (through a pipeline: the micro-batches fill the stages, ``m + pp - 1`` stage rounds); TPOT is one
+  decode step of the replica's batch at the mean context of the generated tokens, ``input_seq + output_seq
+  / 2`` (through a pipeline: one round of ``pp`` stages, each serving every micro-batch).
 - *continuous*: what a closed-loop benchmark with ``batch_size`` concurrent requests measures on an engine
   with continuous batching. Only the sequences whose KV cache fits run at once (the rest queue for a slot);
   each decode step also carries the prefills of the requests that arrive meanwhile; a new request waits
   for the running step and for arrival bursts before its own prefill. Once the KV cache caps the running
   sequences, a longer prompt means fewer of them per step: TPOT can then fall while TTFT rises (static mode
-  never does this).
+  never does this). Decode steps and prefills are priced through the pipeline as in static mode; every
+  attention data-parallel rank caches and schedules its own sequences.
 
 The KV cache and memory figures are sized for ``batch_size`` sequences of ``input_seq + output_seq`` tokens
 in both modes.
@@ -29,8 +36,8 @@ import numpy as np
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
 from . import layout
-from .costs import COSTS, Collective, Pass, instances
-from .timing import collective_seconds, communication_seconds, compute_seconds, memory_seconds
+from .costs import COSTS, Pass, attention_sequences, instances
+from .timing import communication_seconds, compute_seconds, handoff_seconds, memory_seconds
 
 BOTTLENECKS = np.array(["compute", "memory", "communication"])
 STATIC, CONTINUOUS = 0, 1
@@ -46,11 +53,15 @@ def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pas
     return cost, compute, memory, comm
 
 
-def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass, chips) -> dict:
-    """Seconds of one engine step through the whole model, and its parts."""
+def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass) -> dict:
+    """Seconds of one engine step of ``p.batch`` sequences through the whole model on one replica (every
+    pipeline stage in turn, no overlap), and its parts."""
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
     layer_overhead = hw.efficiency.layer_overhead_s + (profile.prefill_layer_overhead_s if p.prefill else 0.0)
-    seconds = profile.step_overhead_s + profile.sequence_overhead_s * p.batch + model.num_layers * layer_overhead
+    # attention data-parallel ranks schedule their own sequences (one engine core or scheduler each)
+    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")
+    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * np.ceil(p.batch / ranks)
+               + model.num_layers * layer_overhead)
     costs = {}
     for layer_type in layout.LAYER_TYPES:
         cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)
@@ -60,16 +71,51 @@ def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: P
         parts["memory"] = parts["memory"] + n * memory
         parts["communication"] = parts["communication"] + n * comm
         costs[layer_type] = cost
+    return {"seconds": seconds, "parts": parts, "costs": costs}
+
+
+def micro_batches(cfg, batch):
+    """Micro-batches a pipeline keeps in flight: one per stage, fewer when there are fewer sequences."""
+    return np.minimum(cfg["pipeline_parallel"], np.maximum(batch, 1))
+
+
+def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass, replica_chips) -> dict:
+    """A step of ``p.batch`` sequences on ``pipeline_parallel`` stages with micro-batches in flight.
+
+    The batch is split into ``m = min(pp, batch)`` micro-batches; a stage holds 1/pp of the layers, so one
+    micro-batch's pass through one stage takes ``T = pass(batch / m) / pp``, plus a point-to-point hand-off
+    of its activations to the next stage. A decode step (every sequence advancing one token) is one round of
+    the pipeline: each stage serves all m micro-batches and each micro-batch crosses all pp stages, so it
+    takes ``max(pp, m) x (T + hand-off) = pp x (T + hand-off)``: per-token latency grows with the hand-offs
+    and, below pp micro-batches, with idle stages (the bubble), while throughput grows with the stages that
+    work at once. A prefill of the whole batch fills the pipeline: ``(m + pp - 1) x (T + hand-off)``. With
+    pp = 1 both are the plain pass.
+    """
     pp = cfg["pipeline_parallel"]
-    abytes = ACTIVATION_BYTES_ARRAY[cfg["layers.attention.dtype"]]
-    handoff = Collective("ring", p.batch * p.new * model.hidden_size * abytes, pp, chips)
-    pipeline = collective_seconds(hw, handoff)
-    parts["communication"] = parts["communication"] + pipeline
-    return {"seconds": seconds + pipeline, "parts": parts, "costs": costs}
+    m = micro_batches(cfg, p.batch)
+    one = Pass(np.ceil(p.batch / m), p.new, p.context, p.cached, p.prefill)
+    full = _pass(model, hw, profile, cfg, one)
+    rounds = (m + pp - 1) if p.prefill else np.maximum(pp, m)
+    parts, seconds = full["parts"], full["seconds"]
+    if p.prefill and np.any(pp > 1):  # a decode round is always pp stages: one whole pass
+        scale = rounds / pp  # each round is one stage: 1/pp of a pass
+        parts = {k: v * scale for k, v in parts.items()}
+        seconds = seconds * scale
+    if np.any(pp > 1):
+        # pp - 1 hand-offs per micro-batch, those between nodes over the scale-out network (stages fill
+        # nodes in turn), spread over the rounds
+        abytes = ACTIVATION_BYTES_ARRAY[cfg["layers.attention.dtype"]]
+        crossing = np.minimum(pp - 1, layout.num_nodes(hw, replica_chips) - 1)
+        hops = handoff_seconds(hw, one.batch * p.new * model.hidden_size * abytes, pp - 1, crossing)
+        handoff = rounds * hops / pp
+        parts["communication"] = parts["communication"] + handoff
+        seconds = seconds + handoff
+    return {"seconds": seconds, "parts": parts, "costs": full["costs"]}
 
 
-def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips) -> dict:
-    """Bytes per chip (the fullest chip) and summed over all chips, by kind."""
+def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips, kv_scale) -> dict:
+    """Bytes per chip (the fullest chip) and summed over all chips, by kind; ``costs`` are those of one
+    micro-batch, whose KV cache is ``1 / kv_scale`` of the whole batch's."""
     pp = cfg["pipeline_parallel"]
     per_chip_weights = costs["embedding"].weight_bytes
     model_weights = costs["embedding"].weight_bytes
@@ -77,7 +123,7 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips) -> dict
         n = instances(model, layer_type)
         per_chip_weights = per_chip_weights + np.ceil(n / pp) * costs[layer_type].weight_bytes
         model_weights = model_weights + n * costs[layer_type].weight_bytes
-    kv_instance = costs["attention"].kv_bytes
+    kv_instance = costs["attention"].kv_bytes * kv_scale if np.any(kv_scale != 1) else costs["attention"].kv_bytes
     per_chip_kv = np.ceil(model.num_layers / pp) * kv_instance
     per_chip_act = reduce(np.maximum, [costs[t].activation_bytes for t in layout.LAYER_TYPES])
     stage_chips = chips / pp  # chips of one pipeline stage: each holds 1/pp of the layers
@@ -93,33 +139,38 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips) -> dict
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -> dict[str, np.ndarray]:
     """Every figure of the system-metrics response, as arrays over the broadcast configurations."""
-    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
+    total_batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
     mode = cfg.get("serving_mode", STATIC)
-    chips = layout.num_chips(cfg)
+    replicas = layout.replicas(cfg)
+    batch = np.ceil(total_batch / replicas)  # one replica's sequences (the busiest, if they do not split evenly)
+    replica_chips = layout.replica_chips(cfg)
+    chips = replicas * replica_chips
     code = layout.check(model, hw, cfg)
     cached = isl + osl
     mean_context = isl + osl / 2.0
-    prefill = _pass(model, hw, profile, cfg, Pass(batch, isl, isl, cached, prefill=True), chips)
-    mem = _memory(model, hw, cfg, prefill["costs"], chips)
+    prefill = _pipelined(model, hw, profile, cfg, Pass(batch, isl, isl, cached, prefill=True), replica_chips)
+    # a pipeline's prefill holds one micro-batch's activations at a time, but the KV cache of every sequence
+    kv_scale = attention_sequences(cfg, batch) / attention_sequences(cfg, np.ceil(batch / micro_batches(cfg, batch)))
+    mem = _memory(model, hw, cfg, prefill["costs"], chips, kv_scale)
     per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
     fits = per_chip <= hw.memory_bytes
     code = code | np.where(fits, 0, layout.DOES_NOT_FIT)
 
-    decode = _pass(model, hw, profile, cfg, Pass(batch, 1, mean_context, cached, prefill=False), chips)
+    decode = _pipelined(model, hw, profile, cfg, Pass(batch, 1, mean_context, cached, prefill=False), replica_chips)
     ttft_s, tpot_s = prefill["seconds"], decode["seconds"]
     totals = [prefill["parts"][k] + osl * decode["parts"][k] for k in ("compute", "memory", "communication")]
     if np.any(mode == CONTINUOUS):
-        ttft_c, tpot_c = _continuous(model, hw, profile, cfg, prefill["seconds"], mem, chips)
+        ttft_c, tpot_c = _continuous(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
         ttft_s = np.where(mode == CONTINUOUS, ttft_c, ttft_s)
         tpot_s = np.where(mode == CONTINUOUS, tpot_c, tpot_s)
 
     ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
-    shape = np.broadcast(batch, isl, osl, chips, ttft_ms, tpot_ms).shape
+    shape = np.broadcast(total_batch, isl, osl, chips, ttft_ms, tpot_ms).shape
     band = profile.band
     return {
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
-        "throughput_tokens_s": batch * 1000.0 / tpot_ms,
+        "throughput_tokens_s": total_batch * 1000.0 / tpot_ms,  # every replica's sequences
         "total_latency_ms": ttft_ms + osl * tpot_ms,
         "weight_memory_gb": mem["weights"] / 1e9,
         "activation_memory_gb": mem["activations"] / 1e9,
@@ -140,21 +191,26 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
 
 
 def _largest(compute, memory, communication, shape) -> np.ndarray:
-    """Name of the largest of the three times (ties go to the earlier name)."""
+    """Index into ``BOTTLENECKS`` of the largest of the three times (ties go to the earlier name)."""
     index = np.where(memory > compute, np.where(communication > memory, 2, 1),
-                     np.where(communication > compute, 2, 0))
-    return BOTTLENECKS[np.broadcast_to(index, shape)]
+                     np.where(communication > compute, 2, 0)).astype(np.int8)
+    return np.broadcast_to(index, shape)
 
 
-def _continuous(model, hw, profile, cfg, prefill_all_s, mem, chips):
-    """TTFT and TPOT of a closed loop of ``batch_size`` requests under continuous batching (seconds)."""
-    batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
-    kv_per_sequence = mem["chip_kv"] / batch
-    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (batch * isl))  # chunked prefill bounds activations
+def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips):
+    """TTFT and TPOT of a closed loop of ``batch`` requests per replica under continuous batching (seconds)."""
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")  # each caches its own
+    rank_batch = np.ceil(batch / ranks)
+    kv_per_sequence = mem["chip_kv"] / rank_batch
+    # chunked prefill bounds the activations to one chunk of the rank's prompts
+    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
     free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
-    running = np.clip(np.floor(free / kv_per_sequence), 1, batch)
-    one = _pass(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True), chips)
-    step = _pass(model, hw, profile, cfg, Pass(running, 1, isl + osl / 2.0, isl + osl, prefill=False), chips)
+    running = np.clip(np.floor(free / kv_per_sequence) * ranks, 1, batch)
+    one = _pipelined(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True),
+                     replica_chips)
+    step = _pipelined(model, hw, profile, cfg, Pass(running, 1, isl + osl / 2.0, isl + osl, prefill=False),
+                      replica_chips)
     per_request_prefill = prefill_all_s / batch  # the batched cost of one prompt
     tpot = step["seconds"] + profile.prefill_interference * running / osl * per_request_prefill
     queue = (batch / running - 1.0) * (one["seconds"] + osl * tpot)  # waiting for a free slot

@@ -1,10 +1,10 @@
-"""Turning costs into seconds: shape-dependent compute efficiency, HBM efficiency, and collectives with a
-latency term on the right network (the scale-up domain, or scale-out once a group leaves a node)."""
+"""Turning costs into seconds: shape-dependent compute efficiency, HBM efficiency, and collectives as NCCL and
+the serving engines run them (fitted inside a node; hierarchical, with log-depth latency, across nodes)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..specs import HardwareSpec
+from ..specs import CollectiveFit, HardwareSpec
 from .costs import Collective, LayerCost
 
 
@@ -21,28 +21,90 @@ def memory_seconds(hw: HardwareSpec, cost: LayerCost) -> np.ndarray:
     return cost.hbm_bytes / (hw.hbm_bytes_per_s * hw.efficiency.hbm)
 
 
+#: The collective kinds whose intra-node time is fitted per system (``HardwareSpec.collectives``).
+OPS = ("allreduce", "allgather", "alltoall")
+
+
+def ring_steps(kind: str, n):
+    """Latency steps of the ring algorithm over ``n`` chips: ``2(n-1)`` for an all-reduce, else ``n-1``."""
+    return 2 * (n - 1) if kind == "allreduce" else n - 1
+
+
+def ring_volume(kind: str, n):
+    """Bytes each chip sends per byte of the buffer: ``2(n-1)/n`` for an all-reduce, else ``(n-1)/n``."""
+    return (2 if kind == "allreduce" else 1) * (n - 1) / n
+
+
+#: The tables measure 2 to 8 GPUs: the bus bandwidth's change with the group size is not extrapolated past 8.
+MEASURED_GPUS = 8
+
+
+def op_seconds(fit: CollectiveFit, kind: str, n, nbytes):
+    """One collective inside one scale-up domain as NCCL (or a custom kernel) runs it: a launch cost, a
+    per-step latency and the bus bandwidth, which may change with the group size (PCIe switches slow down,
+    NVLink SHARP speeds up). ``nbytes`` is the whole buffer (an all-gather's output); a group of one costs 0."""
+    bus = fit.bus_bytes_per_s * (np.minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
+    fixed = np.where(n > 1, fit.launch_s + fit.step_s * ring_steps(kind, n), 0.0)  # small arrays: degrees only
+    return fixed + nbytes * (ring_volume(kind, n) / bus)
+
+
+def _intra(hw: HardwareSpec, kind: str, n, nbytes):
+    """The fitted intra-node time; an all-reduce takes the faster of NCCL and the engine's custom kernel
+    (one-shot / two-shot over NVLink for small decode messages)."""
+    fits = hw.collectives
+    seconds = op_seconds(getattr(fits, kind), kind, n, nbytes)
+    if kind == "allreduce" and fits.custom_allreduce is not None:
+        seconds = np.minimum(seconds, op_seconds(fits.custom_allreduce, kind, n, nbytes))
+    return seconds
+
+
 def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
-    """Ring algorithms: ``2(n-1)`` steps for an all-reduce, ``n-1`` for the others, each paying the link
-    latency; the bytes cross the slowest link the group spans."""
+    """Seconds of one collective over ``c.group`` chips spread over the ``c.span`` consecutive chips of a
+    layout (see ``engine/costs.py`` for what ``c.bytes`` holds per kind).
+
+    Inside a node the fitted NCCL / custom-kernel model applies (:func:`op_seconds`). A group that spans
+    ``k`` nodes runs hierarchically, as NCCL does: the intra-node part over the members of one node, then the
+    scale-out part, whose latency grows with the depth of the algorithm (an all-reduce's tree: ``2 log2 k``
+    hops; an all-gather's ring across nodes: ``k - 1``; an all-to-all's direct sends: one), and whose bytes
+    are spread over the NICs of the node's members.
+    """
     n = c.group
     if not np.any(n > 1):  # no group to talk to: the common case of a single request
         return 0.0
-    intra = c.span <= hw.chips_per_node
-    e = hw.efficiency
-    if np.all(intra):
-        bandwidth, latency = hw.scaleup_bytes_per_s * e.scaleup, hw.scaleup_latency_s
-    else:
-        out_bw = (hw.scaleout_bytes_per_s or np.nan) * e.scaleout
-        out_lat = hw.scaleout_latency_s if hw.scaleout_latency_s is not None else np.nan
-        bandwidth = np.where(intra, hw.scaleup_bytes_per_s * e.scaleup, out_bw)
-        latency = np.where(intra, hw.scaleup_latency_s, out_lat)
-    if c.kind == "allreduce":
-        steps, volume = 2 * (n - 1), 2 * (n - 1) / n * c.bytes
-    elif c.kind == "alltoall":
-        steps, volume = n - 1, (n - 1) / n * c.bytes
-    else:  # allgather and ring: n-1 passes of the whole payload
-        steps, volume = n - 1, (n - 1) * c.bytes
-    return np.where(n > 1, steps * latency + volume / bandwidth, 0.0)
+    kind = "allgather" if c.kind == "ring" else c.kind  # ring attention passes n-1 shards: an all-gather
+    total = c.bytes * n if c.kind in ("ring", "allgather") else c.bytes  # the whole buffer
+    nodes = np.clip(-(-c.span // hw.chips_per_node), 1, n)
+    crosses = nodes > 1
+    if not np.any(crosses):
+        return _intra(hw, kind, n, total)
+    local = n / nodes  # members of the group in one node
+    if kind == "allreduce":  # reduce-scatter and all-gather inside, a tree across nodes on 1/local each
+        inter = _scaleout(hw, 2 * np.ceil(np.log2(nodes)), 2 * (nodes - 1) / nodes * total / local)
+        intra = _intra(hw, kind, local, total)
+    elif kind == "allgather":
+        inter = _scaleout(hw, nodes - 1, (nodes - 1) / nodes * total / local)
+        intra = _intra(hw, kind, local, total)
+    else:  # alltoall: the share of the buffer bound for other nodes leaves through the NICs
+        inter = _scaleout(hw, 1.0, (n - local) / n * total)
+        intra = _intra(hw, kind, local, total * local / n)
+    return intra + np.where(crosses, inter, 0.0)
+
+
+def handoff_seconds(hw: HardwareSpec, nbytes, hops, crossing):
+    """``hops`` point-to-point sends of ``nbytes`` each (pipeline stages handing activations on), ``crossing``
+    of them between nodes."""
+    up = (hops - crossing) * (hw.scaleup_latency_s + nbytes / (hw.scaleup_bytes_per_s * hw.efficiency.scaleup))
+    if np.any(crossing > 0):
+        up = up + np.where(crossing > 0, crossing * _scaleout(hw, 1.0, nbytes), 0.0)
+    return up
+
+
+def _scaleout(hw: HardwareSpec, hops, nbytes):
+    """Latency hops and bytes per NIC over the scale-out network (NaN where the hardware has none: such
+    layouts are flagged by ``layout.check``)."""
+    if hw.scaleout_bytes_per_s is None or hw.scaleout_latency_s is None:
+        return np.full(np.shape(nbytes), np.nan)
+    return hops * hw.scaleout_latency_s + nbytes / (hw.scaleout_bytes_per_s * hw.efficiency.scaleout)
 
 
 def communication_seconds(hw: HardwareSpec, cost: LayerCost) -> np.ndarray:

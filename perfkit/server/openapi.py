@@ -49,6 +49,8 @@ def _schemas() -> dict:
         "model_id": _ref("ModelId"), "hardware_config": _ref("HardwareId"), "layer_type": _ref("LayerType"),
         "batch_size": _size("batch_size"), "seq_length": _size("seq_length"), "input_seq": _size("input_seq"),
         "output_seq": _size("output_seq"), **settings, "pipeline_parallel": _ref("Degree"),
+        "replicas": {**degree, "default": 1,
+                     "description": "whole copies of the layout; batch_size is split evenly over them"},
         "kv_dtype": _ref("Dtype"), "phase": {"type": "string", "enum": list(PHASES), "default": "prefill"},
         "layers": _obj({t: _ref("LayerSettings") for t in LAYER_TYPES}),
         "serving_mode": {"type": "string", "enum": list(SERVING_MODES), "default": SERVING_MODES[0]},

@@ -17,7 +17,7 @@ from .run import DEFAULT_CHUNK_ROWS
 
 #: Options that set a field of the grid (comma-separated values make an axis).
 FIELDS = {"model": "model_id", "hardware": "hardware_config", "batch": "batch_size", "input_seq": "input_seq",
-          "output_seq": "output_seq", "pp": "pipeline_parallel", "kv_dtype": "kv_dtype",
+          "output_seq": "output_seq", "pp": "pipeline_parallel", "replicas": "replicas", "kv_dtype": "kv_dtype",
           "serving_engine": "serving_engine", "serving_mode": "serving_mode"}
 #: Options that set one degree or the dtype of every layer type that offers it (``layers.all.*``).
 ALL_LAYERS = {"tp": "tensor_parallel", "cp": "context_parallel", "sp": "sequence_parallel",

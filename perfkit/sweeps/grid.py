@@ -27,7 +27,7 @@ ALL = "all"  # the layer key of a setting shared by every layer type that offers
 GROUP = ("model_id", "hardware_config", "serving_engine")
 #: Top-level integers checked on their own (their limits do not depend on the model).
 PLAIN = {"batch_size": LIMITS["batch_size"], "input_seq": LIMITS["input_seq"], "output_seq": LIMITS["output_seq"],
-         "pipeline_parallel": LIMITS["degree"]}
+         "pipeline_parallel": LIMITS["degree"], "replicas": LIMITS["degree"]}
 #: Axes whose values never change which layouts can run (the reasons of a row name the layout only).
 WORKLOAD = ("batch_size", "input_seq", "output_seq")
 

@@ -15,7 +15,7 @@ import numpy as np
 from .. import catalog
 from ..dtypes import DTYPES
 from ..engine import layout
-from ..engine.system import evaluate
+from ..engine.system import BOTTLENECKS, evaluate
 from ..inputs import to_arrays
 from .grid import GROUP, WORKLOAD, Grid, Requests, engine_values
 from .table import Cat, Labels
@@ -181,7 +181,10 @@ class Sweep:
         order = [k for k in FIRST if k in out] + [k for k in out if k not in FIRST and k != "code"]
         for key in order:
             column = np.broadcast_to(out[key], shape).ravel()
-            if column.dtype.kind in "US":
+            if key == "bottleneck":  # the engine's index into BOTTLENECKS: already a code
+                labels = self.figure_labels.setdefault(key, Labels(BOTTLENECKS))
+                cols[key] = Cat(column.astype(np.int32), labels)
+            elif column.dtype.kind in "US":
                 labels = self.figure_labels.setdefault(key, Labels())
                 cols[key] = Cat(labels.encode(column), labels)
             else:
