@@ -66,9 +66,19 @@ def _read_text(entry, origin: str) -> str:
         raise SpecError(f"{origin}: the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+class _CatalogLoader(yaml.SafeLoader):
+    """YAML 1.1 reads an unquoted ``1e-08`` (no dot) as text; the catalog means a number, as YAML 1.2 does.
+    Quoted numbers stay text (and are refused by the checks)."""
+
+
+_CatalogLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def _read_yaml(text: str, origin: str):
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_CatalogLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -38,6 +38,11 @@ _EFFICIENCY = {
     "expert_half_tokens": ("ge0", 0.0, 1e9, False),
     "layer_overhead_s": ("ge0", 0.0, 1.0, False),
 }
+_COLLECTIVE = {
+    "launch_s": ("ge0", 0.0, 1e-2, False),
+    "step_s": ("ge0", 0.0, 1e-2, False),
+    "bus_bytes_per_s": ("pos", 1e3, 1e15, False),
+}
 _PROFILE = {
     "step_overhead_s": ("ge0", 0.0, 10.0, False),
     "sequence_overhead_s": ("ge0", 0.0, 10.0, False),
@@ -108,6 +113,11 @@ def check_hardware(data: Any, origin: str) -> None:
     eff = data.get("efficiency")
     if isinstance(eff, Mapping):
         _check_fields(eff, _EFFICIENCY, origin, "efficiency.")
+    collectives = data.get("collectives")
+    if isinstance(collectives, Mapping):
+        for kind, fit in collectives.items():
+            if isinstance(fit, Mapping):
+                _check_fields(fit, _COLLECTIVE, origin, f"collectives.{kind}.")
     chips, most = data.get("chips_per_node"), data.get("max_chips")
     if isinstance(most, Integral) and isinstance(chips, Integral) and most < chips:
         raise SpecError(f"{origin}: max_chips ({most}) is smaller than chips_per_node ({chips})")

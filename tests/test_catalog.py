@@ -297,6 +297,17 @@ def test_broken_hardware_file_names_entry_and_field(hardware_dir, field, value, 
     assert catalog.catalog_problems() == [str(info.value)]
 
 
+def test_collective_fit_written_as_a_string_is_refused(hardware_dir):
+    path = hardware_dir / "nvidia_h100_hgx.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert "collectives" in data, "the H100 file carries fitted collectives"
+    data["collectives"]["allreduce"]["step_s"] = "0.000001"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"^hardware 'nvidia_h100_hgx': collectives\.allreduce\.step_s must be a "
+                                        r"number between 0 and 0\.01, got the string '0\.000001'"):
+        catalog.hardware_spec("nvidia_h100_hgx")
+
+
 def test_yaml_parse_error_names_the_entry_and_the_line(hardware_dir):
     (hardware_dir / "nvidia_h100_hgx.yaml").write_text("name: nvidia_h100_hgx\nchip: [unclosed\n")
     with pytest.raises(SpecError, match=r"^hardware 'nvidia_h100_hgx': not valid YAML .*line \d+") as info:
