@@ -149,26 +149,22 @@ _NOT_ENGINE = frozenset(("model_id", "hardware_config", "serving_engine", "uncer
 
 
 def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Engine inputs: numbers as int64 arrays, dtypes as indices into ``DTYPES``."""
+    """Engine inputs: numbers as int64 arrays, dtypes as indices into ``DTYPES``. A single request's plain
+    ints become numpy scalars (``np.int64``), on which the engine's arithmetic is several times faster than
+    on 0-d arrays; they broadcast like them."""
     out = {}
-    scalars = []  # plain ints, made into 0-d arrays with one numpy call (the per-request path)
     for key, value in flat.items():
         if key in _NOT_ENGINE:
             continue
-        if key == "serving_mode":
+        if type(value) is int:
+            out[key] = np.int64(value)
+        elif key == "serving_mode":
             out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
         elif key.endswith("dtype"):
             if isinstance(value, str):
                 out[key] = np.int64(INDEX[value])
             else:
                 out[key] = np.vectorize(INDEX.__getitem__, otypes=[np.int64])(value) if np.ndim(value) else np.int64(INDEX[value])
-        elif type(value) is int:
-            out[key] = None  # filled below, in this order
-            scalars.append((key, value))
         else:
             out[key] = np.asarray(value, dtype=np.int64)
-    if scalars:
-        values = np.array([v for _, v in scalars], dtype=np.int64)
-        for i, (key, _) in enumerate(scalars):
-            out[key] = values[i, ...]  # a 0-d array (a view of one element)
     return out
