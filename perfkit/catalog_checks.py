@@ -168,6 +168,12 @@ def check_model_config(name: str, config: Any) -> None:
     for key in ("mlp_only_layers", "layer_types"):
         if config.get(key) is not None and not isinstance(config[key], list):
             raise SpecError(f"{origin}: config.json {key} must be a list, got {type(config[key]).__name__}")
+    if config.get("layer_types") is not None and not all(isinstance(t, str) for t in config["layer_types"]):
+        raise SpecError(f"{origin}: config.json layer_types must be a list of text")
+    quant = config.get("quantization_config")
+    if quant is not None and (not isinstance(quant, Mapping)
+                              or not isinstance(quant.get("quant_method", ""), (str, type(None)))):
+        raise SpecError(f"{origin}: config.json quantization_config must be an object with a text quant_method")
     for key in ("torch_dtype", "dtype", "model_type"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise SpecError(f"{origin}: config.json {key} must be text, got {config[key]!r}"[:200])

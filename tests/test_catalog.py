@@ -464,3 +464,40 @@ def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_m
     finally:
         release.set()
     assert catalog._hub_model_spec.cache_info().maxsize == catalog.HUB_CACHE_SIZE
+
+
+# -- any config.json: a spec with physical figures, or a SpecError; never another exception ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ODD_VALUES = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
+               | st.lists(st.integers(-3, 100), max_size=3) | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+_KEYS = sorted({*SMALL_CONFIG, "head_dim", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size",
+                "first_k_dense_replace", "mlp_only_layers", "sliding_window", "layer_types", "kv_lora_rank",
+                "q_lora_rank", "qk_rope_head_dim", "n_shared_experts", "quantization_config", "tie_word_embeddings"})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(_KEYS), _ODD_VALUES, min_size=1, max_size=3))
+def test_any_config_is_a_physical_spec_or_a_spec_error(changes):
+    text = json.dumps({**SMALL_CONFIG, **changes}, allow_nan=True)
+    try:
+        spec = catalog._build_model("fuzz/model", text)
+    except SpecError as exc:
+        assert exc.message.startswith("model 'fuzz/model'"), exc.message
+        return
+    assert 1 <= spec.num_layers <= 10_000 and 1 <= spec.num_heads and spec.num_heads % spec.num_kv_heads == 0
+    assert spec.hidden_size >= 1 and spec.head_dim >= 1 and spec.vocab_size >= 1
+    assert 0 <= spec.num_moe_layers <= spec.num_layers
+    # and the engine turns it into finite, non-negative figures (one chip, the request's defaults)
+    from perfkit.engine.system import evaluate
+    from perfkit.inputs import system_config, to_arrays
+
+    flat = system_config({"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                          "input_seq": 8, "output_seq": 8})
+    figures = evaluate(spec, catalog.hardware_spec("nvidia_h100_hgx"), to_arrays(flat), catalog.serving_profile())
+    for key in ("ttft_ms", "tpot_ms", "weight_memory_gb", "kv_cache_gb", "memory_per_chip_gb"):
+        value = float(figures[key])
+        assert 0 <= value < float("inf"), (key, value, changes)
