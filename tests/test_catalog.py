@@ -2,6 +2,7 @@
 local folder -> bundled -> hub (config.json only)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -501,3 +502,39 @@ def test_any_config_is_a_physical_spec_or_a_spec_error(changes):
     for key in ("ttft_ms", "tpot_ms", "weight_memory_gb", "kv_cache_gb", "memory_per_chip_gb"):
         value = float(figures[key])
         assert 0 <= value < float("inf"), (key, value, changes)
+
+
+_H100 = _hardware_dict("nvidia_h100_hgx")
+_HW_FIELDS = ["chips_per_node", "max_chips", "memory_bytes", "hbm_bytes_per_s", "scaleup_bytes_per_s",
+              "scaleup_latency_s", "scaleout_bytes_per_s", "scaleout_latency_s", "efficiency.matmul",
+              "efficiency.hbm", "efficiency.scaleup", "efficiency.scaleout", "efficiency.matmul_half_tokens",
+              "efficiency.layer_overhead_s", "peak_flops_per_s.bf16", "peak_flops_per_s.fp8"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(_HW_FIELDS), _ODD_VALUES, min_size=1, max_size=3))
+def test_any_hardware_file_is_a_physical_spec_or_a_spec_error(changes):
+    from perfkit.catalog_checks import check_hardware
+    from perfkit.engine.system import evaluate
+    from perfkit.inputs import system_config, to_arrays
+
+    data = copy.deepcopy(_H100)
+    for field, value in changes.items():
+        *parents, key = field.split(".")
+        target = data
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    try:
+        check_hardware(data, "hardware 'fuzz'")
+        spec = HardwareSpec.from_dict(data, "hardware 'fuzz'")
+    except SpecError as exc:
+        assert exc.message.startswith("hardware 'fuzz': "), exc.message
+        return
+    flat = system_config({"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                          "input_seq": 8, "output_seq": 8})
+    figures = evaluate(catalog.model_spec(TINY), spec, to_arrays(flat), catalog.serving_profile())
+    for key in ("ttft_ms", "tpot_ms", "memory_per_chip_gb"):
+        value = float(figures[key])
+        assert 0 <= value < float("inf") or (int(figures["code"]) & ~(1 << 8)), (key, value, changes)
