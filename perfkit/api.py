@@ -12,6 +12,25 @@ from .engine.system import BOTTLENECKS, evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
 
+#: Significant digits of every float in a response: enough for the engine's full double precision to
+#: survive a round trip to 1e-15, few enough that JSON shows ``0.167247872`` rather than the last-bit noise
+#: ``0.16724787200000002`` of a product. DataFrames (sweeps) keep every bit. The seed's derived figures
+#: (``total_latency_ms``, ``throughput_tokens_s``, ``total_memory_gb``, a layer's ``total_*``) are computed
+#: from the rounded parts and rounded again, so their identities hold exactly at this precision:
+#: ``total_latency_ms == rounded(ttft_ms + output_seq * tpot_ms)``.
+SIGNIFICANT_DIGITS = 15
+#: How many doublings of tensor parallelism or pipeline stages a "does not fit" note tries (up to 1024x).
+FIT_DOUBLINGS = 10
+
+
+def rounded(value: float) -> float:
+    """``value`` to :data:`SIGNIFICANT_DIGITS` significant digits (what every float of a response carries).
+
+    >>> rounded(0.007602176 * 22)
+    0.167247872
+    """
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
 
 def layers(model_id: str) -> dict:
     """The body of ``GET /api/layers?model_id=...``: each layer type, how many the model stacks, and the
@@ -66,19 +85,26 @@ def system_metrics(request: dict) -> dict:
     figures = evaluate(model, hw, to_arrays(flat), profile)
     out = {k: v.item() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in figures.items()}
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
-    return system_response(out, notes(model, hw, flat), uncertainty=flat["uncertainty"])
+    advice = [] if out["fits_on_hardware"] else [fit_note(model, hw, flat, profile, out)]
+    return system_response({**flat, **out}, advice + notes(model, hw, flat), uncertainty=flat["uncertainty"])
 
 
 def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> dict:
-    """Nest one configuration's figures (a dict of scalars, e.g. a sweep row) as the seed's response;
-    with ``uncertainty`` add the p10-p90 bands of TTFT and TPOT (a documented extra key)."""
+    """Nest one configuration's figures (a dict of scalars with ``batch_size`` and ``output_seq``, e.g. a
+    sweep row) as the seed's response, floats to :data:`SIGNIFICANT_DIGITS`; with ``uncertainty`` add the
+    p10-p90 bands of TTFT and TPOT (a documented extra key)."""
+    r = rounded
+    ttft, tpot = r(row["ttft_ms"]), r(row["tpot_ms"])
+    memory = {k: r(row[k]) for k in ("weight_memory_gb", "activation_memory_gb", "kv_cache_gb")}
+    memory["total_memory_gb"] = r(memory["weight_memory_gb"] + memory["activation_memory_gb"]
+                                  + memory["kv_cache_gb"])
+    memory.update({k: r(row[k]) for k in ("memory_per_chip_gb", "hw_capacity_gb")})
     body = {
-        "ttft_ms": float(row["ttft_ms"]),
-        "tpot_ms": float(row["tpot_ms"]),
-        "throughput_tokens_s": float(row["throughput_tokens_s"]),
-        "total_latency_ms": float(row["total_latency_ms"]),
-        "memory": {k: float(row[k]) for k in ("weight_memory_gb", "activation_memory_gb", "kv_cache_gb",
-                                              "total_memory_gb", "memory_per_chip_gb", "hw_capacity_gb")},
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "throughput_tokens_s": r(int(row["batch_size"]) * 1000.0 / tpot),
+        "total_latency_ms": r(ttft + int(row["output_seq"]) * tpot),
+        "memory": memory,
         "system": {
             "num_chips": int(row["num_chips"]),
             "bottleneck": _bottleneck_name(row["bottleneck"]),
@@ -88,7 +114,7 @@ def system_response(row: dict, notes: list[str], uncertainty: bool = False) -> d
         },
     }
     if uncertainty:
-        body["uncertainty"] = {k: float(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
+        body["uncertainty"] = {k: r(row[k]) for k in ("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90")}
     return body
 
 
@@ -98,7 +124,9 @@ def _bottleneck_name(value) -> str:
 
 
 def layer_metrics(request: dict) -> dict:
-    """The body of ``POST /config/layer-metrics``: one layer type's memory, FLOPs and bottleneck shares.
+    """The body of ``POST /config/layer-metrics``: one layer type's memory, FLOPs and bottleneck shares;
+    beyond the seed, ``phase``, ``time_per_instance_ms`` and ``hbm_traffic_per_instance_gb`` (the bytes one
+    instance moves through HBM on one chip: weights read, activations, KV cache read or written).
 
     >>> r = layer_metrics({"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
     ...                    "hardware_config": "nvidia_gb200_single", "layer_type": "attention",
@@ -116,6 +144,9 @@ def layer_metrics(request: dict) -> dict:
                       strip=f"layers.{layer_type}.")
     n = out["num_instances"]
     offered = layout.available_parallelism(model, layer_type)
+    r = rounded
+    per_chip = {k: r(out[f"{k}_per_chip_gb"]) for k in ("weights", "activation", "kv_cache")}
+    flops = r(out["flops_per_chip_tflops"])
     return {
         "layer_type": layer_type,
         "num_instances": n,
@@ -123,24 +154,17 @@ def layer_metrics(request: dict) -> dict:
         "parallelism": {d: flat[f"layers.{layer_type}.{d}"] for d in layout.DEGREES
                         if d in offered or d in ("tensor_parallel", "context_parallel", "sequence_parallel")},
         "memory": {
-            "weights_per_chip_gb": out["weights_per_chip_gb"],
-            "activation_per_chip_gb": out["activation_per_chip_gb"],
-            "kv_cache_per_chip_gb": out["kv_cache_per_chip_gb"],
-            "total_weights_gb": out["weights_per_chip_gb"] * n,
-            "total_activation_gb": out["activation_per_chip_gb"] * n,
-            "total_kv_cache_gb": out["kv_cache_per_chip_gb"] * n,
+            **{f"{k}_per_chip_gb": v for k, v in per_chip.items()},
+            **{f"total_{k}_gb": r(v * n) for k, v in per_chip.items()},
         },
         "compute": {
-            "flops_per_chip_tflops": out["flops_per_chip_tflops"],
-            "total_flops_tflops": out["flops_per_chip_tflops"] * n,
+            "flops_per_chip_tflops": flops,
+            "total_flops_tflops": r(flops * n),
         },
-        "bottleneck": {
-            "compute_pct": out["compute_pct"],
-            "memory_pct": out["memory_pct"],
-            "communication_pct": out["communication_pct"],
-        },
+        "bottleneck": {k: r(out[k]) for k in ("compute_pct", "memory_pct", "communication_pct")},
         "phase": "decode" if decode else "prefill",
-        "time_per_instance_ms": out["time_ms"],
+        "time_per_instance_ms": r(out["time_ms"]),
+        "hbm_traffic_per_instance_gb": r(out["hbm_traffic_per_chip_gb"]),
     }
 
 
@@ -161,6 +185,39 @@ def _raise_structural(model, hw, code: int, row: Callable[[], dict], strip: str 
         if strip and field.startswith(strip):
             field = field[len(strip):]
         raise PerfkitError(message, field=field)
+
+
+def fit_note(model, hw, flat: dict, profile, figures: dict) -> str:
+    """"does not fit: X GB per chip > Y GB", and the smallest chip count of the same layout family that fits:
+    the layout with every tensor-parallel degree doubled, or the pipeline stages doubled, up to
+    :data:`FIT_DOUBLINGS` times (the whole family is one engine call)."""
+    capacity = hw.memory_bytes
+    # decimal GB, as every figure (a chip sold as "80GB" holds 80 GiB: README, "What the numbers mean")
+    head = f"does not fit: {figures['memory_per_chip_gb']:.1f} GB per chip > {capacity / 1e9:.1f} GB of one {hw.chip}"
+    base = to_arrays(flat)
+    scale = 2 ** np.arange(1, FIT_DOUBLINGS + 1)
+    ones = np.ones_like(scale)
+    tp_keys = [f"layers.{t}.tensor_parallel" for t in layout.LAYER_TYPES
+               if "tensor_parallel" in layout.available_parallelism(model, t)]
+    family = dict(base)
+    for key in tp_keys:  # rows 0..n-1: tensor parallelism doubled; rows n..2n-1: pipeline stages doubled
+        family[key] = np.concatenate([base[key] * scale, base[key] * ones])
+    family["pipeline_parallel"] = np.concatenate([base["pipeline_parallel"] * ones,
+                                                  base["pipeline_parallel"] * scale])
+    out = evaluate(model, hw, family, profile)
+    runs = np.flatnonzero((out["code"] & (layout.STRUCTURAL | layout.DOES_NOT_FIT)) == 0)
+    if not len(runs):
+        most = int(np.max(out["num_chips"]))
+        return (f"{head}; no doubling of its tensor parallelism or pipeline stages up to {most} chips fits "
+                f"on {hw.name} (try fewer sequences, shorter ones, or a smaller dtype)")
+    best = runs[np.argmin(out["num_chips"][runs])]  # the first of equals: tensor parallelism
+    chips, per_chip = int(out["num_chips"][best]), float(out["memory_per_chip_gb"][best])
+    if best < FIT_DOUBLINGS:
+        change = ", ".join(f"{key.split('.')[1]} {int(base[key])} -> {int(family[key][best])}" for key in tp_keys)
+        how = f"tensor_parallel x{int(scale[best])} ({change})"
+    else:
+        how = f"pipeline_parallel {int(base['pipeline_parallel'])} -> {int(family['pipeline_parallel'][best])}"
+    return f"{head}; the smallest layout of this family that fits: {how}, {chips} chips at {per_chip:.1f} GB per chip"
 
 
 def notes(model, hw, flat: dict) -> list[str]:

@@ -103,12 +103,25 @@ def _aliases() -> dict[str, str]:
 
 
 def list_models() -> list[str]:
-    """Model ids bundled with perfkit (more resolve from the Hugging Face hub when online).
+    """Model ids bundled with perfkit and those in the folders of ``PERFKIT_MODEL_DIR`` (more resolve from
+    the Hugging Face hub when online).
 
     >>> "meta-llama/Llama-3.1-70B" in list_models()
     True
     """
-    return sorted(_bundled_configs())
+    return sorted({*_bundled_configs(), *_local_model_ids()})
+
+
+def _local_model_ids() -> list[str]:
+    """Ids of the ``org--name_config.json`` files in the ``PERFKIT_MODEL_DIR`` folders (read on every call:
+    the variable may change)."""
+    out = []
+    for folder in filter(None, os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep)):
+        for path in Path(folder).glob("*_config.json") if Path(folder).is_dir() else ():
+            model_id = path.name[: -len("_config.json")].replace("--", "/", 1)
+            if _MODEL_ID.match(model_id) and ".." not in model_id:
+                out.append(model_id)
+    return out
 
 
 def _model_dirs() -> list[Path]:

@@ -52,5 +52,6 @@ def run(args) -> int:
 def _plot(table, front, path: Path) -> None:
     from .figures import pareto_figure, png
 
-    fig = pareto_figure(table[table["valid"]], front, y="throughput_per_chip_tokens_s", title=examples.SWEEP_TITLE)
+    fig = pareto_figure(table[table["valid"]], front, y="throughput_per_chip_tokens_s", color="num_chips",
+                        marker="hardware_config", title=examples.SWEEP_TITLE)
     path.write_bytes(png(fig, dpi=110))

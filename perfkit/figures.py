@@ -58,18 +58,19 @@ def memory_figure(frame: pd.DataFrame, title: str = ""):
     """Memory of one chip by part, per configuration, against the chip's capacity."""
     from .widgets import frames
 
-    fig, (ax,) = new_figure(1, width=6.4, height=4.0)
+    fig, (ax,) = new_figure(1, width=7.0, height=4.0)
     plots.memory_breakdown(frames.memory_frame(frame), ax=ax)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
 def pareto_figure(table: pd.DataFrame, front: pd.DataFrame, x: str = "tpot_ms", y: str = "throughput_tokens_s",
-                  color: str | None = None, title: str = ""):
-    """Every configuration of a sweep and its Pareto front (``front``: the front's rows)."""
-    fig, (ax,) = new_figure(1, width=6.4, height=4.4)
-    plots.pareto_front(table, front=front, x=x, y=y, color=color, ax=ax)
+                  color: str | None = None, title: str = "", marker: str | None = None):
+    """Every configuration of a sweep and its Pareto front (``front``: the front's rows), the front's
+    markers coloured by ``color`` and shaped by ``marker`` (e.g. ``num_chips`` and ``hardware_config``)."""
+    fig, (ax,) = new_figure(1, width=7.6, height=4.4)
+    plots.pareto_front(table, front=front, x=x, y=y, color=color, marker=marker, ax=ax)
     if title:
         ax.set_title(title)
     return fig
@@ -94,7 +95,8 @@ def readme_figures() -> dict[str, object]:
         table = frames.sweep_table(examples.SWEEP_GRID)
         front = pareto_front(table, x="tpot_ms", y="throughput_per_chip_tokens_s")
         out["pareto.png"] = pareto_figure(table[table["valid"]], front, y="throughput_per_chip_tokens_s",
-                                          color="num_chips", title=examples.SWEEP_TITLE)
+                                          color="num_chips", marker="hardware_config",
+                                          title=examples.SWEEP_TITLE)
     return out
 
 

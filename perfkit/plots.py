@@ -47,26 +47,43 @@ def short(value: float) -> str:
     return f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def _plain_log(ax, *axes: str, minor_labels: bool = True) -> None:
-    """Log axes labelled 1, 10, 100 (and 2, 5 between) rather than 10^k; few minor ticks, which keeps
-    drawing fast."""
+def _plain_log(ax, *axes: str, minor_labels: bool | None = None) -> None:
+    """Log axes labelled 1, 10, 100 rather than 10^k; the 2 and 5 between are labelled too when the axis spans
+    less than :data:`MINOR_LABEL_DECADES` decades (``minor_labels=None``), where they would not crowd into
+    each other; few minor ticks, which keeps drawing fast."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for name in axes:
         axis = getattr(ax, f"{name}axis")
+        lo, hi = getattr(ax, f"get_{name}lim")()
+        narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < MINOR_LABEL_DECADES
         axis.set_major_formatter(FuncFormatter(lambda v, _: short(v)))
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)) if minor_labels else NullFormatter())
+        label_minor = narrow if minor_labels is None else minor_labels
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: short(v)) if label_minor else NullFormatter())
+
+
+#: Below this many decades a log axis labels its 2 and 5 ticks as well.
+MINOR_LABEL_DECADES = 1.5
 
 
 def label(column: str) -> str:
-    """Axis words for a column name (the column name itself when there are none)."""
+    """Axis words for a column name (the column name itself when there are none).
+
+    >>> label("measured_ttft_ms"), label("layers.all.tensor_parallel")
+    ('measured TTFT (ms)', 'tensor parallel')
+    """
+    for prefix in ("measured_", "predicted_"):
+        if column.startswith(prefix) and column != prefix:
+            return f"{prefix[:-1]} {label(column[len(prefix):])}"
     return LABELS.get(column, column.rsplit(".", 1)[-1].replace("_", " "))
 
 
 def roofline(layers: pd.DataFrame, ax=None):
-    """Layers on the chip's roofline: FLOPs per byte held against attained TFLOP/s, one marker per layer
-    type and phase, under the roofs ``min(peak_tflops_s, hbm_tb_s x intensity)``.
+    """Layers on the chip's roofline: arithmetic intensity (FLOPs per byte moved through HBM) against attained
+    TFLOP/s, one marker per layer type and phase, under the roofs ``min(peak_tflops_s, hbm_tb_s x intensity)``.
 
     ``layers`` is :func:`perfkit.widgets.frames.layer_frame`.
     """
@@ -87,37 +104,78 @@ def roofline(layers: pd.DataFrame, ax=None):
         ax.annotate(f"{peak:,.0f} TFLOP/s", (x[-1], peak), ha="right", va="bottom", fontsize=8, color="0.3")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("FLOPs per byte held on the chip")
+    ax.set_xlabel("FLOPs per byte moved through HBM")
     ax.set_ylabel("attained TFLOP/s per chip")
-    ax.set_title(f"Roofline (HBM {bandwidth:g} TB/s)")
-    ax.legend(fontsize=7, loc="lower right")
+    chip = layers["chip"].iloc[0] if "chip" in layers else ""
+    ax.set_title(f"Roofline of one {chip} (HBM {bandwidth:g} TB/s)" if chip else f"Roofline (HBM {bandwidth:g} TB/s)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _plain_log(ax, "x", "y", minor_labels=False)
     ax.grid(True, which="major", alpha=0.3)
     return ax
 
 
+#: Shown on log axes when the largest of a chart's values is this many times its smallest (small bars stay readable).
+LOG_SPREAD = 20.0
+NO_FIT_COLOR = "#BBBBBB"
+
+
+def _fits(frame: pd.DataFrame) -> pd.Series:
+    return frame["fits_on_hardware"].astype(bool) if "fits_on_hardware" in frame else pd.Series(True, frame.index)
+
+
 def memory_breakdown(memory: pd.DataFrame, ax=None):
     """Stacked bars of one chip's memory (weights, KV cache, activations) per configuration, the busiest
-    chip's footprint as a marker and the chip's capacity as a red tick.
+    chip's footprint as a marker and the chip's capacity as a red tick; a configuration that does not fit
+    says so over its bar. When the footprints span more than :data:`LOG_SPREAD` times, the axis is
+    logarithmic so that the small ones stay readable.
 
     ``memory`` is :func:`perfkit.widgets.frames.memory_frame`.
     """
+    import numpy as np
+
     ax = _ax(ax)
     names = [str(i) for i in memory.index]
-    bottom = pd.Series(0.0, index=memory.index)
+    used = memory["memory_per_chip_gb"].astype(float)
+    positive = used[used > 0]
+    log = len(positive) > 1 and positive.max() / positive.min() > LOG_SPREAD
+    floor = positive.min() / 4 if log else 0.0
+    bottom = pd.Series(floor, index=memory.index)
     for part in ("weights_gb", "kv_cache_gb", "activation_gb"):
         ax.bar(names, memory[part], bottom=bottom, color=COLORS[part], label=label(part))
         bottom = bottom + memory[part]
-    ax.scatter(names, memory["memory_per_chip_gb"], marker="_", s=900, color="black", zorder=3,
-               label="busiest chip")
+    ax.scatter(names, used, marker="_", s=900, color="black", zorder=3, label="busiest chip")
     ax.scatter(names, memory["hw_capacity_gb"], marker="_", s=900, color="#C44E52", linewidths=3, zorder=3,
                label="chip capacity")
-    for name, used, capacity in zip(names, memory["memory_per_chip_gb"], memory["hw_capacity_gb"]):
-        ax.annotate(f"{short(used)} of {short(capacity)} GB", (name, used), textcoords="offset points",
-                    xytext=(0, 4), ha="center", fontsize=7)
-    ax.set_ylabel("GB per chip")
+    fits = used <= memory["hw_capacity_gb"]
+    for name, u, capacity, ok in zip(names, used, memory["hw_capacity_gb"], fits):
+        # the capacity to one decimal, as the API's notes give it (85.5 GB, not "86")
+        ax.annotate(f"{short(u)} of {capacity:.1f} GB" + ("" if ok else "\nDOES NOT FIT"), (name, u),
+                    textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7,
+                    color="black" if ok else "#B00020", fontweight="normal" if ok else "bold")
+    capacity = float(memory["hw_capacity_gb"].max())
+    top = max(float(used.max()), capacity)
+    if capacity > 5 * used.max():  # the capacity would flatten every bar: scale to the bars, say it in words
+        top = float(used.max()) * 1.5
+        ax.text(0.02, 0.97, f"chip capacity {capacity:.1f} GB (above the scale)", transform=ax.transAxes,
+                ha="left", va="top", fontsize=7, color="#C44E52")
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(floor, top * 3)
+        _plain_log(ax, "y", minor_labels=False)
+    else:
+        ax.set_ylim(0, top * 1.2)
+    ax.set_ylabel("GB per chip" + (" (log scale)" if log else ""))
     ax.set_title("Memory per chip")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3, frameon=False)
+    ax.tick_params(axis="x", labelrotation=15, labelsize=8)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=COLORS[part], label=label(part)) for part in ("weights_gb", "kv_cache_gb", "activation_gb")]
+    handles += [Line2D([], [], color="black", lw=1.5, label="busiest chip"),
+                Line2D([], [], color="#C44E52", lw=3, label="chip capacity")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              handlelength=1.5)
     return ax
 
 
@@ -144,40 +202,107 @@ def latency_vs_batch(frame: pd.DataFrame, ax=None, by: str | None = None, x: str
     return ax
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def pareto_front(frame: pd.DataFrame, ax=None, x: str = "tpot_ms", y: str = "throughput_tokens_s",
-                 front: pd.DataFrame | str = "pareto", color: str | None = None):
+                 front: pd.DataFrame | str = "pareto", color: str | None = None, marker: str | None = None):
     """Every configuration as a grey dot and the Pareto front joined in black: ``front`` is the front's rows
     (e.g. :func:`perfkit.sweeps.pareto_front`) or the name of a boolean column of ``frame`` flagging them.
-    With ``color``, the front's markers are coloured by that column."""
+    With ``color`` (e.g. ``num_chips``) the front's markers take one colour per value of that column, with
+    ``marker`` (e.g. ``hardware_config``) one shape per value; the legends sit outside the axes."""
     ax = _ax(ax)
-    ax.scatter(frame[x], frame[y], s=8, color="0.75", label="configurations")
     best = (frame[frame[front].astype(bool)] if isinstance(front, str) else front).sort_values(x)
-    ax.plot(best[x], best[y], color="black", lw=1, zorder=2)
+    every = frame[marker].astype(str) if marker else pd.Series("", index=frame.index)
+    shapes = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(sorted(every.unique()))}
+    for value, group in frame.groupby(every, sort=True):  # every configuration, shaped by its hardware
+        ax.scatter(group[x], group[y], s=9, color="0.78", marker=shapes[value], zorder=1, linewidths=0)
+    ax.plot(best[x], best[y], color="black", lw=1, zorder=2, label="Pareto front")
+    colour_of = best[color] if color else pd.Series(0, index=best.index)
+    shape_of = best[marker].astype(str) if marker else pd.Series("", index=best.index)
+    colours = {v: f"C{i % 10}" for i, v in enumerate(sorted(colour_of.unique()))} if color else {0: "#C44E52"}
+    for (c, m), group in best.groupby([colour_of, shape_of], sort=True):
+        ax.scatter(group[x], group[y], s=44, zorder=3, color=colours[c], marker=shapes[m], edgecolors="white",
+                   linewidths=0.5)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", ms=4, color="0.8", label="every configuration"),
+               Line2D([], [], color="black", lw=1, label="Pareto front")]
+
     if color:
-        points = ax.scatter(best[x], best[y], c=best[color], s=40, zorder=3, cmap="viridis", label="Pareto front")
-        ax.figure.colorbar(points, ax=ax, label=label(color))
-    else:
-        ax.scatter(best[x], best[y], s=40, color="#C44E52", zorder=3, label="Pareto front")
+        handles += [Line2D([], [], ls="", marker="o", color=col, label=_value_word(color, v))
+                    for v, col in colours.items()]
+    if marker:
+        handles += [Line2D([], [], ls="", marker=shape, color="0.3", label=_value_word(marker, v))
+                    for v, shape in shapes.items()]
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax, "x", "y")
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     ax.set_title("Pareto front")
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(True, which="both", alpha=0.2)
     return ax
 
 
+def pareto_fronts(fronts: pd.DataFrame, by: list[str], ax=None, x: str = "tpot_ms",
+                  y: str = "throughput_per_chip_tokens_s"):
+    """One Pareto front per workload (each combination of the ``by`` columns, e.g. model and prompt length)
+    as a labelled line of markers on log axes; ``fronts`` holds the rows of every front."""
+    ax = _ax(ax)
+    groups = fronts.groupby(by, observed=True, sort=True) if by else [((), fronts)]
+    for i, (key, group) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        words = ", ".join(_workload_word(name, value) for name, value in zip(by, key))
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.2, color=f"C{i % 10}",
+                label=f"{words or 'all configurations'} ({len(group)})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log(ax, "x", "y")
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
+    ax.set_title("Pareto front of each workload")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(True, which="both", alpha=0.2)
+    return ax
+
+
+def _value_word(name: str, value) -> str:
+    """A legend entry for one value of a column: ``8 chips``, ``hardware nvidia_h100_hgx``."""
+    if name == "num_chips":
+        return f"{int(value)} chip{'s' if int(value) != 1 else ''}"
+    return f"{label(name)} {value}"
+
+
+def _workload_word(name: str, value) -> str:
+    if name == "model_id":
+        return str(value).split("/")[-1]
+    return f"{label(name)} {value}"
+
+
 def comparison_bars(frame: pd.DataFrame, column: str, ax=None):
-    """One bar per configuration (the frame's index) for one figure, with its value printed on the bar."""
+    """One bar per configuration (the frame's index) for one figure, with its value printed on the bar; a
+    configuration that does not fit (``fits_on_hardware`` False) is a grey hatched bar labelled so. The axis
+    is logarithmic when the values span more than :data:`LOG_SPREAD` times."""
     ax = _ax(ax)
     names = [str(i) for i in frame.index]
-    bars = ax.bar(names, frame[column], color=[f"C{i}" for i in range(len(names))])
-    ax.bar_label(bars, labels=[short(v) for v in frame[column]], fontsize=8)
+    values = frame[column].astype(float)
+    fits = _fits(frame)
+    colors = [f"C{i}" if ok else NO_FIT_COLOR for i, ok in enumerate(fits)]
+    bars = ax.bar(names, values, color=colors, hatch=["" if ok else "//" for ok in fits], edgecolor="white")
+    ax.bar_label(bars, labels=[short(v) if ok else f"{short(v)}\ndoes not fit" for v, ok in zip(values, fits)],
+                 fontsize=8)
+    positive = values[values > 0]
+    if len(positive) > 1 and positive.max() / positive.min() > LOG_SPREAD:
+        ax.set_yscale("log")
+        _plain_log(ax, "y", minor_labels=False)
+        ax.set_ylim(positive.min() / 3, positive.max() * 4)
+    else:
+        ax.margins(y=0.2)
     ax.set_title(label(column))
     ax.tick_params(axis="x", labelrotation=15, labelsize=8)
-    ax.margins(y=0.15)
     return ax
 
 
@@ -217,8 +342,8 @@ def predicted_vs_measured(frame: pd.DataFrame, predicted: str, measured: str, ax
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax, "x", "y")
-    ax.set_xlabel(f"measured {label(measured)}")
-    ax.set_ylabel(f"predicted {label(predicted)}")
+    ax.set_xlabel(label(measured))  # "measured TTFT (ms)": the column names its side already
+    ax.set_ylabel(label(predicted))
     if by:
         ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.2)

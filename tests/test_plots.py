@@ -121,6 +121,104 @@ def test_roofline_places_each_layer_under_its_roof():
     assert ax.get_xscale() == "log"
 
 
+@pytest.mark.parametrize("request_", [request_8b(), request_8b(tp=8, batch=64), examples.SEED_SYSTEM_REQUEST])
+def test_roofline_points_lie_under_the_roofs(request_):
+    # issue 12: with FLOPs per byte *held* on the x axis, decode points sat above the memory roof; per byte
+    # *moved* through HBM no layer attains more than min(peak, bandwidth x intensity)
+    layers = frames.layer_frame(request_)
+    roof = np.minimum(layers["peak_tflops_s"], layers["hbm_tb_s"] * layers["flops_per_byte"])
+    assert (layers["attained_tflops_s"] <= roof * (1 + 1e-9)).all(), layers[["layer_type", "phase"]]
+    ax = plots.roofline(layers, ax=new_ax())
+    assert "moved" in ax.get_xlabel() and layers["chip"].iloc[0] in ax.get_title()
+
+
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _drawn_inside(fig) -> None:
+    """Every title, axis label and legend of ``fig`` lies inside the picture (nothing clipped)."""
+    renderer = _renderer(fig)
+    box = fig.bbox
+    texts = [fig._suptitle] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        if ax.get_legend():
+            texts.append(ax.get_legend())
+    for artist in texts:
+        if artist.get_visible() and (not hasattr(artist, "get_text") or artist.get_text()):
+            extent = artist.get_window_extent(renderer)
+            assert extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1, artist
+            assert extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1, artist
+
+
+def _no_overlap(ax) -> None:
+    """The axes' legend covers none of its tick labels or axis labels."""
+    renderer = _renderer(ax.figure)
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [*ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label, ax.yaxis.label]
+    for text in labels:
+        if text.get_text():
+            assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
+
+
+def test_readme_pictures_clip_nothing_and_legends_cover_no_labels():
+    from perfkit import figures
+
+    for name, fig in figures.readme_figures().items():
+        _drawn_inside(fig)
+        for ax in fig.axes:
+            if ax.get_legend():
+                _no_overlap(ax)
+
+
+def test_pareto_colours_chip_counts_as_categories_and_shapes_hardware():
+    table = frames.sweep_table(examples.SWEEP_GRID)
+    from perfkit.sweeps import pareto_front
+
+    front = pareto_front(table, x="tpot_ms", y="throughput_per_chip_tokens_s")
+    ax = plots.pareto_front(table[table["valid"]], front=front, y="throughput_per_chip_tokens_s",
+                            color="num_chips", marker="hardware_config", ax=new_ax())
+    entries = [t.get_text() for t in ax.get_legend().get_texts()]
+    chips = sorted(front["num_chips"].unique())
+    assert [e for e in entries if e.endswith(("chip", "chips"))] == \
+        [f"{c} chip{'s' if c != 1 else ''}" for c in chips]  # discrete, not a colour bar
+    assert len(ax.figure.axes) == 1  # no colour bar
+    assert all(f"hardware {h}" in entries for h in front["hardware_config"].astype(str).unique())
+
+
+def test_a_configuration_that_does_not_fit_is_grey_and_says_so():
+    split = frames.system_frame(examples.parallelism_variants())
+    assert not split.loc["TP2", "fits_on_hardware"]
+    ax = plots.comparison_bars(split, "ttft_ms", ax=new_ax())
+    colours = [matplotlib.colors.to_hex(b.get_facecolor()) for b in ax.patches]
+    assert colours[0] == plots.NO_FIT_COLOR.lower() and plots.NO_FIT_COLOR.lower() not in colours[1:]
+    assert "does not fit" in ax.texts[0].get_text()  # the bar label of TP2
+    ax = plots.memory_breakdown(frames.memory_frame(split), ax=new_ax())
+    assert sum("DOES NOT FIT" in t.get_text() for t in ax.texts) == 1
+
+
+def test_small_bars_stay_readable():
+    # TinyLlama's 0.6 GB beside a 70B model's 18 GB per chip, and far below a GB200's 199 GB
+    seed = frames.system_frame(examples.SEED_COMPARISON)
+    ax = plots.memory_breakdown(frames.memory_frame(seed), ax=new_ax())
+    assert ax.get_yscale() == "log"
+    one = frames.system_frame({"A": examples.SEED_SYSTEM_REQUEST})
+    ax = plots.memory_breakdown(frames.memory_frame(one), ax=new_ax())
+    assert ax.get_ylim()[1] < 5 * one["memory_per_chip_gb"].iloc[0]  # scaled to the bar, capacity in words
+    assert any("above the scale" in t.get_text() for t in ax.texts)
+
+
+def test_predicted_vs_measured_names_each_axis_once():
+    frame = pd.DataFrame({"measured_ttft_ms": [1.0, 10.0, 100.0], "predicted_ttft_ms": [2.0, 9.0, 120.0]})
+    ax = plots.predicted_vs_measured(frame, "predicted_ttft_ms", "measured_ttft_ms", ax=new_ax())
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("measured TTFT (ms)", "predicted TTFT (ms)")
+
+
 def test_latency_vs_batch_draws_ttft_and_tpot():
     frame = frames.system_frame({b: request_8b(batch=b) for b in (1, 4, 16, 64)})
     ax = plots.latency_vs_batch(frame, ax=new_ax())

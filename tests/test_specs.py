@@ -1,7 +1,7 @@
 """The three responses keep the seed's keys, nesting, types and arithmetic (SEED-stateless-api.md).
 
 Only the extra keys the design documents may appear: ``kind``/``experts`` on a layers entry; ``phase`` and
-``time_per_instance_ms`` on layer metrics (whose ``parallelism`` may also list ``expert_parallel`` and
+``time_per_instance_ms`` and ``hbm_traffic_per_instance_gb`` on layer metrics (whose ``parallelism`` may also list ``expert_parallel`` and
 ``data_parallel``); ``system.num_nodes`` and ``system.notes`` on system metrics.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 import perfkit
 from perfkit import catalog
+from perfkit.api import SIGNIFICANT_DIGITS, rounded
 
 TINY = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 
@@ -86,7 +87,7 @@ LAYER_METRICS = {
     "compute": {"flops_per_chip_tflops": float, "total_flops_tflops": float},
     "bottleneck": {"compute_pct": float, "memory_pct": float, "communication_pct": float},
 }
-LAYER_METRICS_EXTRA = {"phase": str, "time_per_instance_ms": float}
+LAYER_METRICS_EXTRA = {"phase": str, "time_per_instance_ms": float, "hbm_traffic_per_instance_gb": float}
 SEED_DEGREES = {"tensor_parallel", "context_parallel", "sequence_parallel"}
 
 
@@ -100,10 +101,11 @@ def check_layer_metrics(body: dict, request: dict) -> None:
         assert par[degree] == request.get(degree, 1)
     assert body["layer_type"] == request["layer_type"]
     n, mem, comp = body["num_instances"], body["memory"], body["compute"]
-    # total_* = per-chip value x num_instances, exactly
+    # total_* = per-chip value x num_instances, exactly at the documented precision (perfkit.api.rounded)
     for part in ("weights", "activation", "kv_cache"):
-        assert mem[f"total_{part}_gb"] == mem[f"{part}_per_chip_gb"] * n
-    assert comp["total_flops_tflops"] == comp["flops_per_chip_tflops"] * n
+        assert mem[f"total_{part}_gb"] == rounded(mem[f"{part}_per_chip_gb"] * n)
+    assert comp["total_flops_tflops"] == rounded(comp["flops_per_chip_tflops"] * n)
+    _check_no_float_noise(body)
     shares = body["bottleneck"]
     assert all(0.0 <= v <= 100.0 for v in shares.values())
     assert math.fsum(shares.values()) == pytest.approx(100.0, rel=1e-9)
@@ -160,6 +162,32 @@ def layer_chips(request: dict, layer_type: str) -> int:
     return chips
 
 
+def _floats(body):
+    if isinstance(body, dict):
+        for value in body.values():
+            yield from _floats(value)
+    elif isinstance(body, list):
+        for value in body:
+            yield from _floats(value)
+    elif isinstance(body, float):
+        yield body
+
+
+def _check_no_float_noise(body: dict) -> None:
+    """Every float of a response prints in at most SIGNIFICANT_DIGITS digits: no ``0.16724787200000002``
+    (the last-bit noise of ``0.007602176 * 22``, issue 12)."""
+    for value in _floats(body):
+        digits = repr(value).lower().split("e")[0].replace("-", "").replace(".", "").strip("0")
+        assert len(digits) <= SIGNIFICANT_DIGITS, value
+
+
+def test_json_has_no_float_noise(seed_layer_request):
+    # the seed's layer: 22 instances of 0.007602176 GB of activations sum to 0.167247872 GB, not ...0002
+    body = perfkit.layer_metrics(seed_layer_request)
+    assert body["memory"]["total_activation_gb"] == 0.167247872
+    assert '0.16724787200000002' not in __import__("json").dumps(body)
+
+
 def check_system_metrics(body: dict, request: dict) -> None:
     """Keys, types and the seed's arithmetic of one system-metrics response (shared with the property tests)."""
     _check_shape(body, SYSTEM_METRICS)
@@ -171,10 +199,12 @@ def check_system_metrics(body: dict, request: dict) -> None:
     batch, osl = request["batch_size"], request["output_seq"]
     assert body["ttft_ms"] > 0 and body["tpot_ms"] > 0
     assert all(math.isfinite(v) for v in (body["ttft_ms"], body["tpot_ms"], *mem.values()))
-    # The seed's arithmetic, exactly (DESIGN.md "Seed arithmetic, kept exactly").
-    assert body["total_latency_ms"] == body["ttft_ms"] + osl * body["tpot_ms"]
-    assert body["throughput_tokens_s"] == batch * 1000 / body["tpot_ms"]
-    assert mem["total_memory_gb"] == mem["weight_memory_gb"] + mem["activation_memory_gb"] + mem["kv_cache_gb"]
+    # The seed's arithmetic, exactly at the documented precision (DESIGN.md "Seed arithmetic, kept exactly";
+    # perfkit.api.SIGNIFICANT_DIGITS: the derived figures are the rounded arithmetic of the rounded parts)
+    assert body["total_latency_ms"] == rounded(body["ttft_ms"] + osl * body["tpot_ms"])
+    assert body["throughput_tokens_s"] == rounded(batch * 1000 / body["tpot_ms"])
+    assert mem["total_memory_gb"] == rounded(mem["weight_memory_gb"] + mem["activation_memory_gb"] + mem["kv_cache_gb"])
+    _check_no_float_noise(body)
     assert all(v >= 0 for v in mem.values())
     if request.get("pipeline_parallel", 1) == 1:
         assert mem["memory_per_chip_gb"] == pytest.approx(mem["total_memory_gb"] / system["num_chips"], rel=1e-12)

@@ -12,6 +12,7 @@ import perfkit  # noqa: E402
 from perfkit import PerfkitError  # noqa: E402
 from perfkit.cli import main  # noqa: E402
 from perfkit.sweeps import export  # noqa: E402
+from perfkit.sweeps.run import ONLY_IF_VALID  # noqa: E402
 
 GRID = {"model_id": ["meta-llama/Llama-3.1-8B", "mistralai/Mixtral-8x7B-v0.1"],
         "hardware_config": ["nvidia_h100_hgx", "nvidia_gb200_single"],
@@ -51,8 +52,11 @@ def test_parquet_streams_chunks_into_row_groups(tmp_path, table):
 def test_csv_round_trips(tmp_path, table):
     path = tmp_path / "sweep.csv"
     assert export.write(GRID, path, chunk_rows=50) == len(table)
-    read = pd.read_csv(path, keep_default_na=False)
-    _same_table(read, table)
+    read = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ONLY_IF_VALID})
+    # the fixed setting stays in the file (issue 12: a CSV dropped what had one value), right after the axes
+    at = len(table.attrs["axes"])
+    assert list(read.columns[at:at + 1]) == ["output_seq"] and (read["output_seq"] == 128).all()
+    _same_table(read.drop(columns="output_seq"), table)
 
 
 def test_unknown_output_format(tmp_path):
@@ -84,7 +88,9 @@ def test_cli_grid_file_with_overrides_writes_csv_to_stdout(tmp_path, capsys):
                     "layers:\n  attention:\n    tensor_parallel: [1, 2]\n")
     assert main(["sweep", str(grid), "--batch", "4,8,16", "--no-progress"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("model_id,hardware_config,serving_engine,batch_size,layers.attention.tensor_parallel,ttft_ms")
+    # the fixed settings stay as columns after the axes (issue 12)
+    assert lines[0].startswith("model_id,hardware_config,serving_engine,batch_size,layers.attention.tensor_parallel,"
+                               "input_seq,output_seq,ttft_ms")
     assert len(lines) == 1 + 3 * 2
 
 

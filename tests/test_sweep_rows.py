@@ -11,6 +11,7 @@ from perfkit import catalog  # noqa: E402
 from perfkit.engine.system import evaluate  # noqa: E402
 from perfkit.inputs import system_config, to_arrays  # noqa: E402
 from perfkit.sweeps import request_of  # noqa: E402
+from perfkit.sweeps.run import ONLY_IF_VALID  # noqa: E402
 
 SEED_FIGURES = ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "weight_memory_gb",
                 "activation_memory_gb", "kv_cache_gb", "total_memory_gb", "memory_per_chip_gb", "hw_capacity_gb",
@@ -69,11 +70,13 @@ def test_random_rows_equal_system_metrics(grid):
             assert str(exc) in row["reason"]
             continue
         assert row["reason"] == "" or row["reason"].startswith("does not fit")
-        assert row["valid"] == answer["fits_on_hardware"]
+        assert row["valid"] == answer["fits_on_hardware"] == row["fits_on_hardware"]
         for name in figures:
             if name not in answer:
                 continue
-            if isinstance(answer[name], (bool, str)):
+            if name in ONLY_IF_VALID and not row["valid"]:  # the API answers anyway; the table says "none"
+                assert np.isnan(row[name]), name
+            elif isinstance(answer[name], (bool, str)):
                 assert row[name] == answer[name], name
             else:
                 assert row[name] == pytest.approx(answer[name], rel=1e-9, abs=1e-12), name
@@ -113,3 +116,18 @@ def test_list_of_requests_keeps_order_and_matches_api():
         assert df["tpot_ms"][i] == pytest.approx(answer["tpot_ms"], rel=1e-12)
         assert df["memory_per_chip_gb"][i] == pytest.approx(answer["memory"]["memory_per_chip_gb"], rel=1e-12)
         assert _leaves(perfkit.system_metrics(request_of(df, i))) == _leaves(answer)
+
+
+def test_rows_that_cannot_run_have_no_latencies_and_do_not_fit():
+    # issue 12: invalid rows carried latencies, and a layout that cannot run said fits_on_hardware True
+    df = perfkit.sweep({"model_id": "meta-llama/Llama-3.1-70B", "hardware_config": "nvidia_h100_hgx",
+                        "batch_size": [1, 256], "input_seq": 8192, "output_seq": 256,
+                        "layers": {"all": {"tensor_parallel": [1, 3, 8]}}})
+    invalid, valid = df[~df["valid"]], df[df["valid"]]
+    assert len(invalid) and len(valid)
+    assert invalid["reason"].str.contains("tensor_parallel=3").any()  # structural
+    assert invalid["reason"].str.startswith("does not fit").any()  # memory
+    assert invalid[list(ONLY_IF_VALID)].isna().all().all()
+    assert valid[list(ONLY_IF_VALID)].notna().all().all()
+    assert (df["fits_on_hardware"] == df["valid"]).all()
+    assert invalid["memory_per_chip_gb"].notna().all()  # memory stays: it says why

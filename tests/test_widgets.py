@@ -6,6 +6,9 @@ only degrees a layer accepts are offered; a configuration that cannot run is exp
 from __future__ import annotations
 
 import json
+import re
+
+import numpy as np
 
 import pytest
 
@@ -16,6 +19,8 @@ from perfkit import catalog  # noqa: E402
 from perfkit.engine.layout import valid_tensor_parallel  # noqa: E402
 from perfkit import examples  # noqa: E402
 from perfkit.widgets import ComparisonPanel, ConfigForm, ConfigPanel  # noqa: E402
+from perfkit.widgets import frames, render  # noqa: E402
+from perfkit.widgets.compare import css_class  # noqa: E402
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
 MIXTRAL = "mistralai/Mixtral-8x7B-v0.1"
@@ -105,7 +110,7 @@ def test_config_panel_shows_the_api_responses():
     expected = perfkit.system_metrics(examples.SEED_SYSTEM_REQUEST)
     assert panel.error == ""
     assert json.loads(panel.result_json.value) == expected == panel.response
-    assert "TTFT (ms)" in panel.table.value and f"{expected['ttft_ms']:,.4g}" in panel.table.value
+    assert "TTFT (ms)" in panel.table.value and render.number(expected['ttft_ms']) in panel.table.value
     # the layer JSON is the layer-metrics response of the chosen layer and phase, exactly
     panel.layer_choice.value = "attention (prefill)"
     layer_request = {"model_id": examples.TINYLLAMA, "hardware_config": "nvidia_gb200_single",
@@ -188,7 +193,40 @@ def test_config_panel_warns_when_the_model_does_not_fit():
     panel = ConfigPanel({"model_id": "meta-llama/Llama-3.1-405B", "hardware_config": "nvidia_h100_hgx",
                          "batch_size": 1, "input_seq": 1024, "output_seq": 128}, charts=False)
     assert panel.response["system"]["fits_on_hardware"] is False
-    assert "Does not fit" in panel.message.value
+    # issue 12: prominent, with the figures and the smallest doubling that fits (from the API's notes)
+    warning = panel.fit_warning.value
+    assert "perfkit-warning" in warning and "does not fit" in warning
+    assert re.search(r"\d+\.\d GB per chip &gt; 85\.5 GB", warning), warning
+    assert "the smallest layout of this family that fits" in warning and "chips at" in warning
+
+
+def test_comparison_panel_flags_a_configuration_that_does_not_fit():
+    variants = examples.parallelism_variants()  # TP2 of Llama-3.3-70B needs ~104 GB on an 85.5 GB H100
+    panel = ComparisonPanel(variants)
+    assert not panel.frame.loc["TP2", "fits_on_hardware"] and panel.frame["fits_on_hardware"].sum() == 4
+    assert panel.fit_warning.value.count("does not fit") == 1 and "TP2 does not fit" in panel.fit_warning.value
+    note = panel.responses["TP2"]["system"]["notes"][0]
+    assert note.startswith("does not fit") and "tensor_parallel x2" in note and "4 chips" in note
+
+
+def test_labels_with_spaces_make_valid_css_classes():
+    # issue 12: "TP4 x PP2" as a class name broke the browser's DOMTokenList (0 px wide columns)
+    panel = ComparisonPanel(examples.parallelism_variants(), charts=False)
+    classes = [c for form in panel.forms for c in form.widget._dom_classes if c.startswith("perfkit-form-")]
+    assert len(classes) == len(set(classes)) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", c) for c in classes), classes
+    assert css_class("TP4 x PP2") != css_class("TP4-x-PP2") and css_class("B") == "perfkit-form-B"
+
+
+def test_kv_dtype_drop_down_shows_a_choice():
+    # issue 12: options mixing ("as attention", None) with plain values made the value a tuple or None: blank
+    form = ConfigForm()
+    assert form.kv_dtype.index == 0 and form.kv_dtype.label == "as attention"
+    assert all(isinstance(o, tuple) and len(o) == 2 for o in form.kv_dtype.options)
+    form.kv_dtype.value = "fp8"
+    assert form.request()["kv_dtype"] == "fp8"
+    form.kv_dtype.index = 0
+    assert "kv_dtype" not in form.request()
 
 
 def test_a_panel_displays_as_its_widget_and_says_how_to_use_it_elsewhere():
@@ -284,7 +322,7 @@ def test_sweep_panel_runs_the_grid_its_widgets_describe(sweep_panel):
     assert panel.error == ""
     expected = perfkit.sweep(panel.grid())
     assert len(panel.table) == len(expected) == 2 * 3 * 2 * 2
-    assert (panel.table["tpot_ms"].to_numpy() == expected["tpot_ms"].to_numpy()).all()
+    np.testing.assert_array_equal(panel.table["tpot_ms"].to_numpy(), expected["tpot_ms"].to_numpy())  # NaN: no run
     front = pareto_front(expected, x="tpot_ms", y="throughput_per_chip_tokens_s")
     assert panel.front.index.tolist() == front.index.tolist()
     assert f"{len(expected)} configurations" in panel.status.value
@@ -337,7 +375,8 @@ def test_sweep_panel_with_nothing_that_fits_says_so(sweep_panel):
     panel.tensor_parallel.value = (1,)
     panel.run()
     assert panel.error == "" and int(panel.table["valid"].sum()) == 0
-    assert "0 run" in panel.status.value and panel.best is None and panel.pareto_chart.value == b""
+    assert "none of the" in panel.status.value and "does not fit" in panel.status.value  # and why
+    assert panel.best is None and panel.pareto_chart.value == b""
     panel.heat_x.value = panel.heat_y.value  # the same axis twice draws nothing rather than failing
 
 
@@ -361,6 +400,67 @@ def test_sweep_panel_draws_heatmaps_and_exports_csv(sweep_panel, tmp_path):
 
 @pytest.mark.parametrize("module", ["perfkit.widgets", "perfkit.widgets.form", "perfkit.widgets.config",
                                     "perfkit.widgets.compare", "perfkit.widgets.sweep"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_sweep_panel_picks_with_check_boxes_not_ctrl_click():
+    import ipywidgets as w
+
+    from perfkit.widgets import SweepPanel
+
+    panel = SweepPanel(charts=False)
+    for picks in (panel.hardware, panel.tensor_parallel, panel.dtypes):
+        assert all(isinstance(b, w.Checkbox) for b in picks.boxes) and picks.boxes
+    assert not any(isinstance(c, w.SelectMultiple) for c in panel.widget.children[0].children)
+    seen = []
+    panel.hardware.observe(lambda change: seen.append(change["new"]), names="value")
+    panel.hardware.boxes[panel.hardware.options.index("nvidia_l40s_server")].value = True  # one click
+    assert "nvidia_l40s_server" in panel.hardware.value and seen[-1] == panel.hardware.value
+    assert panel.grid()["hardware_config"] == list(panel.hardware.value)
+
+
+def test_tables_use_one_number_format():
+    # issue 12: "3.326e+05" beside "1,078" in one table
+    panel = ComparisonPanel(examples.parallelism_variants(batch_size=256), charts=False)
+    text = panel.table.value
+    assert "e+" not in text and "e-" not in text and "nan" not in text.lower()
+    big = panel.frame["throughput_tokens_s"].max()
+    assert big > 1000 and render.number(big) in text and "," in render.number(big)
+
+
+def test_the_forms_offer_replicas_once_the_api_takes_them():
+    from perfkit.inputs import SYSTEM_OPTIONAL
+    from perfkit.widgets.form import HAS_REPLICAS
+
+    assert HAS_REPLICAS == ("replicas" in SYSTEM_OPTIONAL)
+    form = ConfigForm()
+    shown = form.replicas in form.widget.children
+    assert shown == HAS_REPLICAS
+    if not HAS_REPLICAS:
+        pytest.skip("the API has no replicas field yet")
+    assert "replicas" not in form.request()  # the default stays implicit
+    form.replicas.value = 2
+    body = form.request()
+    assert body["replicas"] == 2 and ConfigForm(body).request() == body
+    panel = ComparisonPanel({"A": examples.SEED_SYSTEM_REQUEST, "B": {**examples.SEED_SYSTEM_REQUEST, "replicas": 2}},
+                            charts=False)
+    assert panel.responses["B"] == perfkit.system_metrics({**examples.SEED_SYSTEM_REQUEST, "replicas": 2})
+    assert "replicas" in panel.table.value
+
+
+def test_notebook_tables_rerun_to_the_same_output_without_nan():
+    frame = frames.comparison_table(frames.system_frame(examples.parallelism_variants()))
+    first, again = render.styled(frame), render.styled(frame.copy())
+    assert first._repr_html_() == again._repr_html_()  # no random ids: nbval compares stored outputs
+    assert "at 0x" not in repr(first) and "NaN" not in repr(first) and "nan" not in first._repr_html_().lower()
+
+
+@pytest.mark.parametrize("module", ["perfkit.widgets.picks", "perfkit.widgets.render", "perfkit.calibration.predict"])
 def test_docstring_examples(module):
     import doctest
     import importlib

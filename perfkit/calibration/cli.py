@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 from pathlib import Path
+
+
+def default_out_dir() -> Path:
+    """Where ``perfkit calibrate`` writes without ``--out-dir``: ``$XDG_CACHE_HOME/perfkit/calibrated``
+    (``~/.cache/perfkit/calibrated``), never the installed package."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perfkit" / "calibrated"
 
 
 def register(sub) -> None:
@@ -16,7 +23,10 @@ def register(sub) -> None:
                         "(default: the documented split in perfkit/calibration/split.py; '' holds out nothing)")
     p.add_argument("--out-dir", default=None,
                    help="write hardware/ and serving/ copies here (use them with PERFKIT_HARDWARE_DIR and "
-                        "PERFKIT_SERVING_DIR) instead of updating the package's files in place")
+                        "PERFKIT_SERVING_DIR); default: $XDG_CACHE_HOME/perfkit/calibrated "
+                        "(~/.cache/perfkit/calibrated)")
+    p.add_argument("--in-place", action="store_true",
+                   help="update the hardware and serving files of this perfkit checkout instead (maintainers)")
     p.add_argument("--max-evals", type=int, default=100, help="least-squares function evaluations (default 100)")
     p.add_argument("--report", default=None, help="also write the accuracy report (markdown) to this path")
     p.add_argument("--collectives", metavar="DIR", default=None,
@@ -49,8 +59,12 @@ def _calibrate(args) -> int:
     source = (f"fitted by `perfkit calibrate` on {result.train_rows} agg points"
               f" (held out: {', '.join(f'{f}:{s}' for f, s in groups) or 'none'})")
     hw_root, serving_root = catalog._hardware_root(), catalog._serving_root()
-    if args.out_dir:
-        out = Path(args.out_dir)
+    if args.in_place and args.out_dir:
+        from ..errors import PerfkitError
+
+        raise PerfkitError("--in-place and --out-dir exclude each other: give one", field="out_dir")
+    if not args.in_place:
+        out = Path(args.out_dir) if args.out_dir else default_out_dir()
         (out / "hardware").mkdir(parents=True, exist_ok=True)
         (out / "serving").mkdir(parents=True, exist_ok=True)
         for f in Path(hw_root).glob("*.yaml"):
@@ -67,7 +81,7 @@ def _calibrate(args) -> int:
         print(f"wrote {write_profile(profile, serving_root)}")
     if args.report:
         frame = evaluate_accuracy(measured, result.hardware, result.profiles, groups)
-        command = "perfkit calibrate --report " + args.report
+        command = "perfkit calibrate " + ("--in-place " if args.in_place else "") + "--report " + args.report
         Path(args.report).write_text(accuracy_markdown(frame, command, f"Fit: {source}."))
         print(f"wrote {args.report}")
     return 0

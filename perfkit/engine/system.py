@@ -234,6 +234,7 @@ def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, dec
         "activation_per_chip_gb": cost.activation_bytes / 1e9,
         "kv_cache_per_chip_gb": cost.kv_bytes / 1e9,
         "flops_per_chip_tflops": cost.flops / 1e12,
+        "hbm_traffic_per_chip_gb": cost.hbm_bytes / 1e9,  # bytes one instance moves through HBM (roofline x)
         "compute_pct": 100.0 * compute / total,
         "memory_pct": 100.0 * memory / total,
         "communication_pct": 100.0 * comm / total,

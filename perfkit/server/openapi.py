@@ -66,7 +66,11 @@ def _schemas() -> dict:
         "available_dtypes": {"type": "array", "items": _ref("Dtype")},
         "kind": {"type": "string"}, "experts": {"type": "object"},
     }, ("type", "count", "available_parallelism", "available_dtypes"), extra=True)
-    layers_body = _obj({"layers": {"type": "array", "items": layer_entry}}, ("layers",), extra=True)
+    layers_body = _obj({"layers": {"type": "array", "items": layer_entry},
+                        "deployment": {"type": "object", "additionalProperties": {"type": "string"},
+                                       "description": "what the deployment-wide fields (pipeline_parallel, "
+                                                      "replicas) split"}},
+                       ("layers",), extra=True)
     session_layers = {"type": "object", "propertyNames": _ref("LayerType"),
                       "additionalProperties": _ref("LayerSettings")}
     summary = _obj({
@@ -103,6 +107,7 @@ def _schemas() -> dict:
             "compute": _numbers("flops_per_chip_tflops", "total_flops_tflops"),
             "bottleneck": _numbers("compute_pct", "memory_pct", "communication_pct"),
             "phase": {"type": "string", "enum": list(PHASES)}, "time_per_instance_ms": {"type": "number", "minimum": 0},
+            "hbm_traffic_per_instance_gb": {"type": "number", "minimum": 0},
         }, ("layer_type", "num_instances", "num_chips", "parallelism", "memory", "compute", "bottleneck"),
             extra=True),
         "SystemMetricsRequest": _obj({k: fields[k] for k in (*SYSTEM_REQUIRED, *SYSTEM_OPTIONAL)},

@@ -120,31 +120,91 @@ def run(args) -> int:
         return _run_dask(args, spec, start)
     kind = format_of(args.output) if args.output else "csv"
     plan = _plan(spec)
-    fronts = []
+    meta = attrs(plan.spec)
+    fronts, tally = [], Tally(args.pareto_y)
+    workload = [a for a in WORKLOAD if a in meta["axes"]]
 
-    def tapped():  # keep each chunk's Pareto front: the front of the fronts is the sweep's
+    def tapped():  # keep each chunk's Pareto fronts (one per workload): the fronts of the fronts are the sweep's
         for chunk, columns in _evaluated(plan, args.chunk_rows, progress=not args.no_progress):
+            frame = to_frame(columns, meta)
+            tally.add(frame)
             if args.pareto_png:
-                fronts.append(pareto_front(to_frame(columns), args.pareto_x, args.pareto_y))
+                fronts.append(_fronts(frame, workload, args.pareto_x, args.pareto_y, pareto_front))
             yield chunk, columns
 
     if kind == "parquet":
-        rows = write_parquet(tapped(), args.output, attrs(plan.spec))
+        rows = write_parquet(tapped(), args.output, meta)
     else:
-        rows = write_csv(tapped(), args.output or sys.stdout)
+        rows = write_csv(tapped(), args.output or sys.stdout, meta)
     print(f"perfkit sweep: {rows} configurations in {time.perf_counter() - start:.2f} s"
           + (f" -> {args.output}" if args.output else ""), file=sys.stderr)
+    print(tally.summary(meta["axes"]), file=sys.stderr)
     if args.pareto_png:
         import pandas as pd
 
-        front = pareto_front(pd.concat(fronts, ignore_index=True), args.pareto_x, args.pareto_y)
-        _plot(front, args.pareto_x, args.pareto_y, args.pareto_png)
-    return 0
+        front = _fronts(pd.concat(fronts, ignore_index=True), workload, args.pareto_x, args.pareto_y, pareto_front)
+        _plot(front, workload, args.pareto_x, args.pareto_y, args.pareto_png)
+    return 0 if tally.runs else NOTHING_RUNS
+
+
+#: Axes that describe the work (not how it is served): the Pareto picture draws one front per workload.
+WORKLOAD = ("model_id", "input_seq", "output_seq", "serving_mode")
+#: Exit status of a sweep in which no configuration runs (the table is still written).
+NOTHING_RUNS = 3
+
+
+class Tally:
+    """What the summary line says: how many ran, the best row by ``objective``, why the others did not."""
+
+    def __init__(self, objective: str):
+        self.objective, self.rows, self.runs, self.best, self.reasons = objective, 0, 0, None, {}
+
+    def add(self, frame) -> None:
+        from .analysis import _with
+
+        self.rows += len(frame)
+        runs = frame[frame["valid"]]
+        self.runs += len(runs)
+        for reason, n in frame.loc[~frame["valid"], "reason"].value_counts().items():
+            if n:
+                self.reasons[str(reason)] = self.reasons.get(str(reason), 0) + int(n)
+        if len(runs):
+            runs = _with(runs, self.objective)
+            top = runs.loc[runs[self.objective].idxmax()]
+            if self.best is None or top[self.objective] > self.best[self.objective]:
+                self.best = top
+
+    def summary(self, axes) -> str:
+        reasons = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3]
+        why = "; ".join(f"{n} x {text}" for text, n in reasons)
+        if not self.runs:
+            return (f"perfkit sweep: NONE of the {self.rows} configurations runs (exit status {NOTHING_RUNS}); "
+                    f"top reasons: {why}")
+        settings = ", ".join(f"{a}={self.best[a]}" for a in axes if a in self.best.index)
+        line = (f"perfkit sweep: {self.runs} of {self.rows} configurations run; best {self.objective} "
+                f"{_number(self.best[self.objective])} at {settings}")
+        return line + (f"; {self.rows - self.runs} do not, top reasons: {why}" if self.reasons else "")
+
+
+def _number(value: float) -> str:
+    """12,345 or 3.142: thousands separated, never an exponent."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
+def _fronts(frame, by, x, y, pareto_front):
+    """The Pareto front of each workload (each combination of the ``by`` columns) of ``frame``."""
+    import pandas as pd
+
+    if not by:
+        return pareto_front(frame, x, y)
+    parts = [pareto_front(group, x, y) for _, group in frame.groupby(by, observed=True, sort=True)]
+    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
 
 
 def _run_dask(args, spec, start) -> int:
     from dask.distributed import Client, LocalCluster
 
+    from .analysis import DERIVED
     from .distributed import to_parquet
 
     if not args.output:
@@ -152,6 +212,9 @@ def _run_dask(args, spec, start) -> int:
     if args.pareto_png:
         raise PerfkitError("--pareto-png reads the table in memory; draw it from the Parquet folder instead",
                            field="pareto_png")
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     cluster = LocalCluster() if args.dask == "local" else None
     with Client(cluster or args.dask) as client:
         rows = to_parquet(spec, args.output, chunk_rows=args.chunk_rows, client=client)
@@ -159,22 +222,22 @@ def _run_dask(args, spec, start) -> int:
         cluster.close()
     print(f"perfkit sweep: {rows} configurations on Dask in {time.perf_counter() - start:.2f} s -> "
           f"{args.output}", file=sys.stderr)
-    return 0
+    tally, axes = Tally(args.pareto_y), []
+    for part in sorted(Path(args.output).glob("part-*.parquet")):  # one part at a time: memory stays bounded
+        meta = json.loads(pq.read_schema(part).metadata[b"perfkit"])
+        axes = meta["axes"]
+        need = [*axes, "valid", "reason", "throughput_tokens_s", "num_chips",
+                *([] if args.pareto_y in DERIVED else [args.pareto_y])]
+        tally.add(pd.read_parquet(part, columns=list(dict.fromkeys(need))))
+    print(tally.summary(axes), file=sys.stderr)
+    return 0 if tally.runs else NOTHING_RUNS
 
 
-def _plot(front, x: str, y: str, path: str) -> None:
-    """A minimal drawing of the front (matplotlib is imported only here)."""
-    import matplotlib
+def _plot(front, by, x: str, y: str, path: str) -> None:
+    """One labelled front per workload on log axes (matplotlib is imported only here)."""
+    from ..figures import new_figure, png
+    from ..plots import pareto_fronts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(front[x], front[y], marker="o", drawstyle="steps-post")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_title(f"Pareto front ({len(front)} configurations)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig, (ax,) = new_figure(1, width=7.5, height=4.6)
+    pareto_fronts(front, by=list(by), x=x, y=y, ax=ax)
+    Path(path).write_bytes(png(fig, dpi=120))

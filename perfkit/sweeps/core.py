@@ -23,7 +23,9 @@ def sweep(spec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = False)
     Columns: the axes, named by their request path (``model_id``, ``hardware_config``, ``serving_engine``
     (always), ``batch_size``, ``layers.attention.tensor_parallel``, ...), then every figure of the system-metrics response under its
     leaf name (``ttft_ms`` ... ``fits_on_hardware``, ``num_nodes``), then ``valid`` and ``reason``. A
-    configuration that cannot run is a row with ``valid == False`` and a ``reason``; a malformed grid (an
+    configuration that cannot run is a row with ``valid == False``, a ``reason``, NaN latencies and
+    throughput (its memory figures stay: they say why) and ``fits_on_hardware == False`` (``fits_on_hardware``
+    equals ``valid``: a layout that cannot run fits nowhere); a malformed grid (an
     unknown field, a degree a layer does not offer) raises :class:`PerfkitError`. Each row equals
     ``perfkit.system_metrics(perfkit.sweeps.request_of(df, i))``. ``df.attrs["axes"]`` names the axes, so
     ``df.set_index(df.attrs["axes"]).to_xarray()`` gives an array with one dimension per axis.

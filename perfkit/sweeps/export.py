@@ -1,7 +1,9 @@
 """Writing a sweep to CSV or Parquet chunk by chunk: memory stays bounded by the chunk, not the grid.
 
 A 50-million-row grid streams to one Parquet file (one row group per chunk) without the table ever being in
-memory; the format follows the file's extension.
+memory; the format follows the file's extension. A file says everything that was run: Parquet keeps the
+sweep's axes and fixed settings in its ``perfkit`` metadata, CSV keeps each fixed setting (a value that was
+not an axis, ``output_seq=256`` say) as a constant column after the axes.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def write(spec, path, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = 
     chunks = _evaluated(plan, chunk_rows, progress)
     if kind == "parquet":
         return write_parquet(chunks, path, attrs(plan.spec))
-    return write_csv(chunks, path)
+    return write_csv(chunks, path, attrs(plan.spec))
 
 
 def write_parquet(chunks, path, metadata: dict | None = None) -> int:
@@ -64,18 +66,32 @@ def write_parquet(chunks, path, metadata: dict | None = None) -> int:
     return total
 
 
-def write_csv(chunks, path) -> int:
-    """Write ``(chunk, columns)`` pairs as one CSV file (``path`` may be an open text file)."""
+def write_csv(chunks, path, metadata: dict | None = None) -> int:
+    """Write ``(chunk, columns)`` pairs as one CSV file (``path`` may be an open text file); the fixed
+    settings of ``metadata`` (:func:`perfkit.sweeps.core.attrs`) become constant columns after the axes."""
     if hasattr(path, "write"):
-        return _csv_rows(chunks, path)
+        return _csv_rows(chunks, path, metadata or {})
     with open(path, "w", newline="") as handle:
-        return _csv_rows(chunks, handle)
+        return _csv_rows(chunks, handle, metadata or {})
 
 
-def _csv_rows(chunks, handle) -> int:
+def _csv_rows(chunks, handle, metadata: dict) -> int:
     total = 0
+    fixed = metadata.get("fixed", {})
     for _, columns in chunks:
-        frame = to_frame(columns)
+        frame = with_fixed(to_frame(columns), fixed, metadata.get("axes", []))
         frame.to_csv(handle, header=total == 0, index=False)
         total += len(frame)
     return total
+
+
+def with_fixed(frame, fixed: dict, axes) -> "pd.DataFrame":
+    """``frame`` with one constant column per fixed setting, placed after the axis columns."""
+    fixed = {k: v for k, v in fixed.items() if k not in frame.columns}
+    if not fixed:
+        return frame
+    at = max((frame.columns.get_loc(a) + 1 for a in axes if a in frame.columns), default=0)
+    out = frame.copy(deep=False)
+    for offset, (name, value) in enumerate(fixed.items()):
+        out.insert(at + offset, name, value)
+    return out

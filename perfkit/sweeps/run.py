@@ -25,6 +25,10 @@ FIRST = ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "weigh
          "activation_memory_gb", "kv_cache_gb", "total_memory_gb", "memory_per_chip_gb", "hw_capacity_gb",
          "num_chips", "bottleneck", "fits_on_hardware")
 DEFAULT_CHUNK_ROWS = 1 << 18
+#: Figures a configuration that cannot run does not have: NaN in its row (its memory figures stay, they say
+#: why it does not fit).
+ONLY_IF_VALID = ("ttft_ms", "tpot_ms", "throughput_tokens_s", "total_latency_ms", "ttft_ms_p10", "ttft_ms_p90",
+                 "tpot_ms_p10", "tpot_ms_p90")
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,13 @@ class Sweep:
                 cols[key] = column
         structural = np.broadcast_to(out["code"], shape) & layout.STRUCTURAL
         fits = np.broadcast_to(out["fits_on_hardware"], shape)
-        cols["valid"] = ((structural == 0) & fits).ravel()
+        valid = ((structural == 0) & fits).ravel()
+        cols["valid"] = valid
+        # a layout that cannot run fits nowhere: fits_on_hardware is True only where the row runs
+        cols["fits_on_hardware"] = valid.copy()
+        for key in ONLY_IF_VALID:
+            if key in cols:
+                cols[key] = np.where(valid, cols[key], np.nan)
         cols["reason"] = Cat(self._reasons(model, hw, cfg, structural, fits, workload).ravel(), self.reasons)
 
     def _reasons(self, model, hw, cfg, structural, fits, workload) -> np.ndarray:
@@ -216,7 +226,7 @@ class Sweep:
                         self._reason_text(model, hw, int(key_row[0]), dict(zip(keys, key_row[1:].tolist()))))
                 codes[i] = self._reason_cache[cache_key]
             ids[found] = codes
-        no_fit = self.reasons.code(f"does not fit: memory_per_chip_gb exceeds the {hw.memory_bytes / 1e9:.0f} GB "
+        no_fit = self.reasons.code(f"does not fit: memory_per_chip_gb exceeds the {hw.memory_bytes / 1e9:.1f} GB "
                                    f"of one {hw.chip}")
         return np.where(ids >= 0, ids, np.where(fits, 0, no_fit).astype(np.int32))
 

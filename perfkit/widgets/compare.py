@@ -1,6 +1,7 @@
 """The comparison panel: two or more deployments side by side, their figures, differences and charts."""
 from __future__ import annotations
 
+import re
 import string
 from typing import Mapping
 
@@ -13,7 +14,7 @@ from ..examples import SEED_COMPARISON
 from .form import ConfigForm
 
 #: Rows of the comparison table: what each configuration is, then its figures.
-TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", *frames.HEADLINE)
+TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas", *frames.HEADLINE)
 
 
 class ComparisonPanel:
@@ -44,18 +45,22 @@ class ComparisonPanel:
         self.responses: dict[str, dict] = {}
         self.errors: dict[str, str] = {}
         self.frame = None
-        self.add_button = w.Button(description="Add configuration", icon="plus", button_style="info")
+        self.add_button = w.Button(description="Add configuration", icon="plus", button_style="info",
+                                   layout=w.Layout(width="220px"))
         self.add_button.on_click(lambda _: self.add())
-        self.columns = w.HBox(layout=w.Layout(overflow="auto"))
+        # the forms wrap onto the next line rather than scroll sideways (three fit side by side at 1600 px)
+        self.columns = w.HBox(layout=w.Layout(flex_flow="row wrap", width="100%"))
+        self.fit_warning = w.HTML()
         self.message = w.HTML()
         self.table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="1200px"))
-        self.result_json = w.Textarea(layout=w.Layout(width="720px", height="420px"))
+        self.result_json = w.Textarea(layout=w.Layout(width="95%", height="480px"))
         raw = w.Accordion([self.result_json], titles=("Raw JSON responses (POST /config/system-metrics)",))
         raw.selected_index = None
-        for name in ("add_button", "message", "table", "chart", "result_json"):
+        for name in ("add_button", "fit_warning", "message", "table", "chart", "result_json"):
             getattr(self, name).add_class(f"perfkit-{name}")
-        self.widget = w.VBox([self.add_button, self.columns, self.message, self.chart, self.table, raw])
+        self.widget = w.VBox([self.add_button, self.columns, self.fit_warning, self.message, self.chart, self.table,
+                              raw])
         self._quiet = True
         for label, request in (requests or SEED_COMPARISON).items():
             self.add(request, label)
@@ -75,13 +80,13 @@ class ComparisonPanel:
         if label in self.labels:
             raise PerfkitError(f"label {label!r} is taken; labels in use: {', '.join(self.labels)}", field="label")
         form = ConfigForm(request, on_change=self.update, title=f"Configuration {label}")
-        remove = w.Button(description=f"Remove {label}", icon="trash", layout=w.Layout(width="140px"))
+        remove = w.Button(description=f"Remove {label}", icon="trash",
+                          layout=w.Layout(width="max-content", min_width="140px"))
         remove.on_click(lambda _, label=label: self.remove(label))
         form.widget.children = (*form.widget.children[:1], remove, *form.widget.children[1:])
-        # side by side, each keeping its width (the row scrolls sideways rather than squeezing them)
         box = form.widget.layout
         box.border, box.padding, box.margin = "1px solid #ccc", "4px", "2px"
-        form.widget.add_class(f"perfkit-form-{label}")
+        form.widget.add_class(css_class(label))
         self.forms.append(form)
         self.labels.append(label)
         self._layout()
@@ -122,7 +127,11 @@ class ComparisonPanel:
                 self.errors[label] = exc.message
                 bodies[label] = exc.to_dict()  # what the API answers with its 400
         lines = [f"{label} cannot run: {text}" for label, text in self.errors.items()]
-        notes = [f"{label}: {note}" for label, r in self.responses.items() for note in r["system"].get("notes", [])]
+        no_fit = [f"{label} {note}" for label, r in self.responses.items() for note in r["system"]["notes"]
+                  if not r["system"]["fits_on_hardware"] and note.startswith("does not fit")]
+        notes = [f"{label}: {note}" for label, r in self.responses.items() for note in r["system"].get("notes", [])
+                 if not note.startswith("does not fit")]
+        self.fit_warning.value = render.warning_html("\n".join(no_fit))
         self.message.value = render.message_html("\n".join(lines)) + render.message_html("\n".join(notes), False)
         self.result_json.value = render.json_text(bodies)
         if not self.responses:
@@ -136,3 +145,13 @@ class ComparisonPanel:
 
     def _draw(self) -> bytes:
         return figures.png(figures.comparison_figure(self.frame))
+
+
+def css_class(label: str) -> str:
+    """The CSS class of a configuration's form: ``perfkit-form-`` and the label with every character that a
+    class name cannot hold (a space, say: ``TP4 x PP2``) spelled as ``-``, plus the label's code points when
+    that changed it, so that two labels never share a class."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "-", label)
+    if slug != label:
+        slug += "-" + "-".join(f"{ord(c):x}" for c in label if not re.match(r"[A-Za-z0-9_-]", c))
+    return f"perfkit-form-{slug}"

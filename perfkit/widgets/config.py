@@ -43,22 +43,31 @@ class ConfigPanel:
         self.table = w.HTML()
         self.layer_table = w.HTML()
         self.chart = w.Image(format="png", layout=w.Layout(max_width="980px"))
-        self.request_json = w.Textarea(layout=w.Layout(width="420px", height="420px"))
-        self.result_json = w.Textarea(layout=w.Layout(width="520px", height="420px"))
-        self.layer_choice = w.Dropdown(description="layer")
-        self.layer_json = w.Textarea(layout=w.Layout(width="520px", height="380px"))
+        self.fit_warning = w.HTML()
+        json_box = w.Layout(width="auto", height="460px")
+        self.request_json = w.Textarea(layout=json_box)
+        self.result_json = w.Textarea(layout=json_box)
+        self.layer_choice = w.Dropdown(description="layer", layout=w.Layout(width="auto"))
+        self.layer_json = w.Textarea(layout=w.Layout(width="auto", height="420px"))
         self.layer_choice.observe(lambda _: self._show_layer_json(), names="value")
+        column = w.Layout(flex="1 1 360px", min_width="360px", margin="0 6px 6px 0", overflow="hidden")
         tabs = w.Tab([w.VBox([self.table, self.chart]), self.layer_table,
-                      w.HBox([w.VBox([w.HTML("<b>the request</b>"), self.request_json]),
-                              w.VBox([w.HTML("<b>POST /config/system-metrics</b>"), self.result_json]),
+                      # the three JSON bodies share the width and wrap under each other when it is narrow
+                      w.HBox([w.VBox([w.HTML("<b>the request</b>"), self.request_json], layout=column),
+                              w.VBox([w.HTML("<b>POST /config/system-metrics</b>"), self.result_json],
+                                     layout=column),
                               w.VBox([w.HTML("<b>POST /config/layer-metrics</b>"), self.layer_choice,
-                                      self.layer_json])])])
+                                      self.layer_json], layout=column)],
+                             layout=w.Layout(flex_flow="row wrap", width="auto", overflow="hidden"))],
+                     layout=w.Layout(width="auto"))
         for i, title in enumerate(("System", "Layers", "JSON")):
             tabs.set_title(i, title)
-        for name in ("message", "table", "layer_table", "chart", "request_json", "result_json", "layer_json"):
+        for name in ("fit_warning", "message", "table", "layer_table", "chart", "request_json", "result_json",
+                     "layer_json"):
             getattr(self, name).add_class(f"perfkit-{name}")
         self.form = ConfigForm(request, on_change=self.update)
-        self.widget = w.HBox([self.form.widget, w.VBox([self.message, tabs])])
+        self.widget = w.HBox([self.form.widget, w.VBox([self.fit_warning, self.message, tabs],
+                                                       layout=w.Layout(flex="1 1 auto", min_width="0"))])
         self.update()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -83,23 +92,24 @@ class ConfigPanel:
         self.frame = frames.system_frame({"value": request}, {"value": response})
         self.layers_frame = frames.layer_frame(request, layer_responses)
         notes = response["system"].get("notes", [])
-        fits = response["system"]["fits_on_hardware"]
-        warning = "" if fits else "Does not fit: the busiest chip needs more memory than one chip has."
-        self.message.value = render.message_html("\n".join(filter(None, [warning, *notes])), error=not fits)
+        no_fit = [n for n in notes if n.startswith("does not fit")]
+        self.fit_warning.value = render.warning_html("\n".join(no_fit))
+        self.message.value = render.message_html("\n".join(n for n in notes if n not in no_fit), error=False)
         self.table.value = render.table_html(frames.comparison_table(self.frame))
         layers = self.layers_frame[LAYER_COLUMNS].set_index(["layer_type", "phase"])
         self.layer_table.value = render.table_html(layers)
         self.result_json.value = render.json_text(response)
         chosen = self.layer_choice.value
         self.layer_choice.options = [f"{t} ({p})" for t, p in layer_responses]
-        if chosen in self.layer_choice.options:
-            self.layer_choice.value = chosen
+        # keep the layer shown; the first one otherwise (a drop-down left at None shows blank)
+        self.layer_choice.value = chosen if chosen in self.layer_choice.options else self.layer_choice.options[0]
         self._show_layer_json()
         if self._charts:
             self.chart.value = self._draw()
 
     def _show_error(self, exc: PerfkitError) -> None:
         self.error = exc.message
+        self.fit_warning.value = ""
         self.response = None
         self.message.value = render.message_html(f"This configuration cannot run: {exc.message}")
         for box in (self.table, self.layer_table):

@@ -16,7 +16,7 @@ from ..dtypes import DTYPES
 from ..engine.layout import valid_tensor_parallel
 from ..engine.system import SERVING_MODES
 from ..errors import PerfkitError
-from ..inputs import LIMITS
+from ..inputs import LIMITS, SYSTEM_OPTIONAL
 
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
 #: Largest degree offered in a drop-down (the biggest scale-up domains in the catalog hold 72 chips).
@@ -25,10 +25,20 @@ SHORT = {"tensor_parallel": "TP", "context_parallel": "CP", "sequence_parallel":
          "expert_parallel": "EP", "data_parallel": "DP"}
 
 #: Request fields beyond the seed that the form offers, with the value the API assumes when they are absent.
-OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": None, "serving_mode": "static", "serving_engine": "generic",
+OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "kv_dtype": "", "serving_mode": "static", "serving_engine": "generic",
                      "uncertainty": False}
+#: Whole copies of the deployment serving the load side by side, where the API takes that field.
+HAS_REPLICAS = "replicas" in SYSTEM_OPTIONAL
+if HAS_REPLICAS:
+    OPTIONAL_DEFAULTS = {"pipeline_parallel": 1, "replicas": 1, **OPTIONAL_DEFAULTS}
+#: The KV-cache drop-down's first choice: the attention dtype (the API's default). Not ``None``: a drop-down
+#: whose value is ``None`` shows as blank in the browser.
+AS_ATTENTION = ""
 #: Every top-level request field the form shows.
 SHOWN = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "layers", *OPTIONAL_DEFAULTS)
+
+#: Width of one form: three side by side fit in a 1600 px window (the layer rows wrap inside it).
+FORM_WIDTH = "490px"
 
 DEFAULT_REQUEST = {"model_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "hardware_config": "nvidia_gb200_single",
                    "batch_size": 1, "input_seq": 2048, "output_seq": 128}
@@ -62,7 +72,7 @@ class ConfigForm:
         self._on_change = on_change
         self._quiet = True
         style = {"description_width": "110px"}
-        wide = w.Layout(width="340px")
+        wide = w.Layout(width="320px")
         self.model = w.Dropdown(options=catalog.list_models(), description="model", style=style, layout=wide)
         self.hardware = w.Dropdown(options=catalog.list_hardware(), description="hardware", style=style,
                                    layout=wide)
@@ -74,7 +84,10 @@ class ConfigForm:
                                            style=style, layout=wide)
         self.pipeline_parallel = w.Dropdown(options=[1], value=1, description="pipeline stages", style=style,
                                             layout=wide)
-        self.kv_dtype = w.Dropdown(options=[("as attention", None), *DTYPES], value=None,
+        self.replicas = w.BoundedIntText(1, min=1, max=LIMITS["degree"], description="replicas", style=style,
+                                         layout=wide)
+        # every option a (label, value) pair: a list mixing pairs and plain values makes each pair one value
+        self.kv_dtype = w.Dropdown(options=[("as attention", AS_ATTENTION), *((d, d) for d in DTYPES)],
                                    description="KV cache dtype", style=style, layout=wide)
         self.serving_mode = w.Dropdown(options=SERVING_MODES, value=SERVING_MODES[0], description="batching",
                                        style=style, layout=wide)
@@ -85,7 +98,7 @@ class ConfigForm:
         self.degrees: dict[str, dict[str, w.Dropdown]] = {}  # layer type -> degree -> drop-down
         self.dtypes: dict[str, w.Dropdown] = {}
         self.layers_box = w.VBox()
-        for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel",
+        for name in ("model", "hardware", "batch_size", "input_seq", "output_seq", "pipeline_parallel", "replicas",
                      "kv_dtype", "serving_mode", "serving_engine", "uncertainty"):
             getattr(self, name).add_class(f"perfkit-{name}")  # CSS hooks for the browser test
             if name != "model":
@@ -93,9 +106,9 @@ class ConfigForm:
         self.model.observe(self._model_changed, names="value")
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>") if title else w.HTML(), self.model, self.hardware,
                               self.batch_size, self.input_seq, self.output_seq, self.pipeline_parallel,
-                              self.kv_dtype, self.serving_mode, self.serving_engine, self.uncertainty,
+                              *([self.replicas] if HAS_REPLICAS else []), self.kv_dtype, self.serving_mode, self.serving_engine, self.uncertainty,
                               w.HTML("<b>Layers</b> (parallel degrees and dtype)"), self.layers_box],
-                             layout=w.Layout(width="530px", flex="0 0 auto"))
+                             layout=w.Layout(width=FORM_WIDTH, flex="0 0 auto"))
         self.set_request(request or DEFAULT_REQUEST, notify=False)
 
     # -- building ------------------------------------------------------------------------------------------
@@ -183,7 +196,10 @@ class ConfigForm:
             self._changed()
 
     @staticmethod
-    def _set_choice(box: w.Dropdown, value, field: str) -> None:
+    def _set_choice(box, value, field: str) -> None:
+        if not hasattr(box, "options"):  # a number box (replicas): the API checks the value
+            box.value = value
+            return
         values = [o[1] if isinstance(o, tuple) else o for o in box.options]
         if value not in values:
             raise PerfkitError(f"{field}={value!r} is not offered; valid choices: {', '.join(map(str, values))}",

@@ -22,7 +22,7 @@ from .. import api, catalog
 from ..engine.layout import LAYER_TYPES
 
 #: Request fields echoed into a system frame (the configuration half of a row).
-REQUEST_COLUMNS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq")
+REQUEST_COLUMNS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas")
 #: The figures a comparison shows first, in reading order, with the words a table shows for them.
 HEADLINE = {
     "ttft_ms": "TTFT (ms)",
@@ -137,7 +137,8 @@ def layer_responses(request: Mapping, phases=("prefill", "decode")) -> dict[tupl
 
 def layer_frame(request: Mapping, responses: Mapping[tuple[str, str], Mapping] | None = None) -> pd.DataFrame:
     """One row per (layer type, phase) of a system-metrics request: the layer-metrics figures, the bytes the
-    layer holds per chip, its FLOPs per byte held and its attained TFLOP/s, with the chip's roofs (peak
+    layer holds per chip, the bytes it moves through HBM, its FLOPs per byte moved (arithmetic intensity)
+    and its attained TFLOP/s, with the chip's roofs (peak
     TFLOP/s of the layer's dtype and HBM TB/s) for the roofline chart. ``responses`` are those of
     :func:`layer_responses` (computed when not given)."""
     hw = catalog.hardware_spec(request["hardware_config"])
@@ -151,15 +152,19 @@ def layer_frame(request: Mapping, responses: Mapping[tuple[str, str], Mapping] |
         seconds = r["time_per_instance_ms"] / 1e3
         dtype = request.get("layers", {}).get(layer_type, {}).get("dtype") or model.default_dtype(layer_type)
         peak = hw.peak_flops_per_s.get(hw.compute_dtype(dtype) or "", None)
+        moved_gb = r["hbm_traffic_per_instance_gb"]
         rows.append({
             "layer_type": layer_type, "phase": phase, "num_instances": r["num_instances"],
             "num_chips": r["num_chips"], **r["memory"], **r["compute"], **r["bottleneck"],
             "time_per_instance_ms": r["time_per_instance_ms"],
             "bytes_per_chip_gb": held_gb,
-            "flops_per_byte": tflop * 1e12 / (held_gb * 1e9) if held_gb else np.nan,
+            "hbm_traffic_gb": moved_gb,
+            # arithmetic intensity: FLOPs per byte *moved* through HBM (what the memory roof bounds)
+            "flops_per_byte": tflop * 1e12 / (moved_gb * 1e9) if moved_gb else np.nan,
             "attained_tflops_s": tflop / seconds if seconds else np.nan,
             "peak_tflops_s": (peak or np.nan) / 1e12,
             "hbm_tb_s": hw.hbm_bytes_per_s / 1e12,
+            "chip": hw.chip,
         })
     return pd.DataFrame(rows)
 

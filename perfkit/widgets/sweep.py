@@ -12,6 +12,7 @@ from .. import api, catalog, figures, plots
 from ..engine.layout import valid_tensor_parallel
 from ..errors import PerfkitError
 from . import frames, render
+from .picks import Picks
 
 #: Figures a heatmap can colour by, with the direction that is better.
 HEATMAP_VALUES = {"throughput_per_chip_tokens_s": "max", "throughput_tokens_s": "max", "tpot_ms": "min",
@@ -58,15 +59,15 @@ class SweepPanel:
         wide = w.Layout(width="420px")
         self.model = w.Dropdown(options=catalog.list_models(), value=grid["model_id"], description="model",
                                 style=style, layout=wide)
-        self.hardware = w.SelectMultiple(options=catalog.list_hardware(), value=tuple(grid["hardware_config"]),
-                                         description="hardware", rows=6, style=style, layout=wide)
+        self.hardware = Picks(catalog.list_hardware(), value=tuple(grid["hardware_config"]), description="hardware",
+                              columns=3)
         self.batch_sizes = w.Text(_text(grid["batch_size"]), description="batch sizes", style=style, layout=wide)
         self.input_seqs = w.Text(_text(grid["input_seq"]), description="input tokens", style=style, layout=wide)
         self.output_seqs = w.Text(_text(grid["output_seq"]), description="output tokens", style=style,
                                   layout=wide)
         settings = grid.get("layers", {}).get("all", {})
-        self.tensor_parallel = w.SelectMultiple(description="tensor parallel", rows=5, style=style, layout=wide)
-        self.dtypes = w.SelectMultiple(description="dtypes", rows=4, style=style, layout=wide)
+        self.tensor_parallel = Picks(description="tensor parallel", columns=8)
+        self.dtypes = Picks(description="dtypes", columns=8)
         self._offer(settings.get("tensor_parallel", [1]), settings.get("dtype", []))
         self.model.observe(lambda _: self._offer(self.tensor_parallel.value, self.dtypes.value), names="value")
         self.max_ttft_ms = w.BoundedFloatText(2000.0, min=0.0, max=1e9, description="TTFT budget (ms)",
@@ -76,28 +77,32 @@ class SweepPanel:
         self.run_button = w.Button(description="Run sweep", icon="play", button_style="primary")
         self.run_button.on_click(lambda _: self.run())
         self.status = w.HTML()
-        self.best_table = w.HTML()
-        self.front_table = w.HTML()
-        self.pareto_chart = w.Image(format="png", layout=w.Layout(max_width="640px"))
-        self.heat_x = w.Dropdown(description="heatmap x", style=style)
-        self.heat_y = w.Dropdown(description="heatmap y", style=style)
-        self.heat_value = w.Dropdown(options=list(HEATMAP_VALUES), description="colour", style=style)
+        scroll = w.Layout(overflow="auto", max_width="100%")  # a wide table scrolls inside itself, never clipped
+        self.best_table = w.HTML(layout=scroll)
+        self.front_table = w.HTML(layout=scroll)
+        self.pareto_chart = w.Image(format="png", layout=w.Layout(max_width="760px", width="100%"))
+        picker = {"style": {"description_width": "80px"}, "layout": w.Layout(width="330px")}
+        self.heat_x = w.Dropdown(description="heatmap x", **picker)
+        self.heat_y = w.Dropdown(description="heatmap y", **picker)
+        self.heat_value = w.Dropdown(options=list(HEATMAP_VALUES), description="colour", **picker)
         for box in (self.heat_x, self.heat_y, self.heat_value):
             box.observe(lambda _: self._draw_heatmap(), names="value")
-        self.heatmap_chart = w.Image(format="png", layout=w.Layout(max_width="640px"))
+        self.heatmap_chart = w.Image(format="png", layout=w.Layout(max_width="640px", width="100%"))
         self.csv_path = w.Text("out/sweep.csv", description="CSV file", style=style, layout=wide)
         self.export_button = w.Button(description="Export CSV", icon="download")
         self.export_button.on_click(lambda _: self.export())
         self.export_status = w.HTML()
         for name in ("status", "best_table", "front_table", "pareto_chart", "heatmap_chart", "export_status"):
             getattr(self, name).add_class(f"perfkit-{name}")
-        inputs = w.VBox([self.model, self.hardware, self.batch_sizes, self.input_seqs, self.output_seqs,
-                         self.tensor_parallel, self.dtypes, self.max_ttft_ms, self.max_tpot_ms,
+        inputs = w.VBox([self.model, self.hardware.widget, self.batch_sizes, self.input_seqs, self.output_seqs,
+                         self.tensor_parallel.widget, self.dtypes.widget, self.max_ttft_ms, self.max_tpot_ms,
                          self.run_button, self.status])
         results = w.VBox([
             w.HTML("<b>Best configuration within the budgets</b> (most throughput per chip)"), self.best_table,
-            w.HBox([self.pareto_chart, w.VBox([w.HBox([self.heat_x, self.heat_y]), self.heat_value,
-                                                self.heatmap_chart])]),
+            w.HBox([w.VBox([self.pareto_chart], layout=w.Layout(flex="1 1 600px", min_width="0")),
+                    w.VBox([self.heat_x, self.heat_y, self.heat_value, self.heatmap_chart],
+                           layout=w.Layout(flex="1 1 520px", min_width="0"))],
+                   layout=w.Layout(flex_flow="row wrap", width="100%")),
             w.HTML("<b>Pareto front</b>"), self.front_table,
             w.HBox([self.csv_path, self.export_button]), self.export_status])
         self.widget = w.VBox([inputs, results])
@@ -142,8 +147,14 @@ class SweepPanel:
         self.table = table
         self.front = pareto_front(table, x="tpot_ms", y="throughput_per_chip_tokens_s")
         runs = int(table["valid"].sum())
-        self.status.value = render.message_html(
-            f"{len(table):,} configurations, {runs:,} run, {len(self.front)} on the Pareto front", error=False)
+        reasons = table.loc[~table["valid"], "reason"].value_counts()
+        why = "; ".join(f"{n:,} x {text}" for text, n in reasons[reasons > 0].head(3).items())
+        if runs:
+            text = f"{len(table):,} configurations, {runs:,} run, {len(self.front)} on the Pareto front"
+        else:
+            text = f"none of the {len(table):,} configurations runs"
+        self.status.value = render.message_html(text + (f"; top reasons the others do not: {why}" if why else ""),
+                                                error=not runs)
         try:
             self.best = best_config(table, "throughput_per_chip_tokens_s", max_ttft_ms=self.max_ttft_ms.value,
                                     max_tpot_ms=self.max_tpot_ms.value)
@@ -163,7 +174,7 @@ class SweepPanel:
             return
         if self._charts:
             fig = figures.pareto_figure(table[table["valid"]], self.front, y="throughput_per_chip_tokens_s",
-                                        color="num_chips")
+                                        color="num_chips", marker="hardware_config")
             self.pareto_chart.value = figures.png(fig)
         self._draw_heatmap()
 
