@@ -119,22 +119,13 @@ def _local_model_ids() -> list[str]:
     for folder in filter(None, os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep)):
         for path in Path(folder).glob("*_config.json") if Path(folder).is_dir() else ():
             model_id = path.name[: -len("_config.json")].replace("--", "/", 1)
-            if _MODEL_ID.match(model_id) and ".." not in model_id:
+            if _MODEL_ID.fullmatch(model_id) and ".." not in model_id:
                 out.append(model_id)
     return out
 
 
 def _model_dirs() -> list[Path]:
     return [Path(f) for f in os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep) if f]
-
-
-def local_models() -> list[str]:
-    """Model ids of the ``org--name_config.json`` files in the ``PERFKIT_MODEL_DIR`` folders."""
-    out = set()
-    for folder in _model_dirs():
-        if folder.is_dir():
-            out.update(p.name[: -len("_config.json")].replace("--", "/", 1) for p in folder.glob("*_config.json"))
-    return sorted(m for m in out if _MODEL_ID.fullmatch(m))
 
 
 def check_model_id(model_id) -> str:
@@ -422,7 +413,7 @@ def catalog_problems() -> list[str]:
     """
     problems = []
     checks = [(hardware_spec, list_hardware), (serving_profile, list_serving_engines),
-              (model_spec, lambda: sorted({*list_models(), *local_models()}))]
+              (model_spec, list_models)]
     for load, names in checks:
         try:
             for name in names():
