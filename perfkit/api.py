@@ -83,7 +83,7 @@ def system_metrics(request: dict) -> dict:
     hw = catalog.hardware_spec(flat["hardware_config"])
     profile = catalog.serving_profile(flat["serving_engine"])
     figures = evaluate(model, hw, to_arrays(flat), profile)
-    out = {k: v.item() if isinstance(v, np.ndarray) else v for k, v in figures.items()}
+    out = {k: v.item() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in figures.items()}
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
     advice = [] if out["fits_on_hardware"] else [fit_note(model, hw, flat, profile, out)]
     caveats = advice + notes(model, hw, flat)
@@ -153,7 +153,7 @@ def layer_metrics(request: dict) -> dict:
     flat, layer_type, decode = layer_config(request)
     model = catalog.model_spec(flat["model_id"])
     hw = catalog.hardware_spec(flat["hardware_config"])
-    out = {k: (v.item() if isinstance(v, np.ndarray) else v)
+    out = {k: (v.item() if isinstance(v, (np.ndarray, np.generic)) else v)
            for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode).items()}
     # the request names this layer's settings without the "layers.<type>." prefix of the flat paths
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **_chips(flat)},

@@ -11,23 +11,78 @@ import json
 import logging
 import os
 import re
-from functools import cache
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from .errors import NotFoundError, PerfkitError, SpecError, choices_text
+from .catalog_checks import check_hardware, check_model, check_model_config, check_profile
+from .errors import CatalogError, NotFoundError, PerfkitError, SpecError, choices_text
 from .specs import HardwareSpec, ModelSpec, ServingProfile
 
 log = logging.getLogger(__name__)
 
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_HARDWARE_ID = re.compile(r"^[a-z0-9_]{1,64}$")
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_HARDWARE_ID = re.compile(r"[a-z0-9_]{1,64}")
+#: The model-id pattern as JSON Schema writes it (``/openapi.json`` carries it; the server enforces it). It
+#: ends in ``(?![\s\S])`` (nothing follows), not ``$``, which in Python also matches before a final newline.
+MODEL_ID_PATTERN = "^" + _MODEL_ID.pattern + r"(?![\s\S])"
+
+#: A catalog file larger than this is refused unread (the largest bundled one is a few KiB).
+MAX_FILE_BYTES = 1 << 20
+#: How long a failed hub look-up is remembered, and how many are (a bounded negative cache).
+HUB_NEGATIVE_TTL_S = 300.0
+HUB_CACHE_SIZE = 512
+#: The hub's connect/read timeout, and the deadline of one look-up as the server waits for it.
+HUB_TIMEOUT_S = float(os.environ.get("PERFKIT_HUB_TIMEOUT_S", "5"))
 
 
 def _config_filename(model_id: str) -> str:
     return model_id.replace("/", "--") + "_config.json"
+
+
+def _fresh(exc: PerfkitError) -> PerfkitError:
+    """A new exception like a cached one (re-raising one object would grow its traceback each time)."""
+    return type(exc)(exc.message, field=exc.field)
+
+
+def _read_text(entry, origin: str) -> str:
+    """A catalog file's text, refused unread past :data:`MAX_FILE_BYTES`; errors name ``origin``, not the path."""
+    try:
+        with entry.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{origin}: the file cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(f"{origin}: the file is larger than {MAX_FILE_BYTES // 1024} KiB, refused unread")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{origin}: the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+class _CatalogLoader(yaml.SafeLoader):
+    """YAML 1.1 reads an unquoted ``1e-08`` (no dot) as text; the catalog means a number, as YAML 1.2 does.
+    Quoted numbers stay text (and are refused by the checks)."""
+
+
+_CatalogLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _read_yaml(text: str, origin: str):
+    try:
+        return yaml.load(text, Loader=_CatalogLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{origin}: not valid YAML ({getattr(exc, 'problem', None) or 'parse error'}{where})") from None
 
 
 @cache
@@ -64,17 +119,21 @@ def _local_model_ids() -> list[str]:
     for folder in filter(None, os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep)):
         for path in Path(folder).glob("*_config.json") if Path(folder).is_dir() else ():
             model_id = path.name[: -len("_config.json")].replace("--", "/", 1)
-            if _MODEL_ID.match(model_id) and ".." not in model_id:
+            if _MODEL_ID.fullmatch(model_id) and ".." not in model_id:
                 out.append(model_id)
     return out
 
 
+def _model_dirs() -> list[Path]:
+    return [Path(f) for f in os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep) if f]
+
+
 def check_model_id(model_id) -> str:
     """Return ``model_id`` if it has the ``org/name`` form of a hub id; a path or URL is an error."""
-    if not isinstance(model_id, str) or not _MODEL_ID.match(model_id) or ".." in model_id:
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
         raise PerfkitError(
-            f"model_id {model_id!r} is not a model id of the form 'org/name' (paths and URLs are not "
-            f"accepted); bundled models: {', '.join(list_models())}",
+            f"model_id {model_id[:120] if isinstance(model_id, str) else model_id!r} is not a model id of the "
+            f"form 'org/name' (paths and URLs are not accepted); bundled models: {', '.join(list_models())}",
             field="model_id",
         )
     return model_id
@@ -87,55 +146,129 @@ def canonical_model_id(model_id: str) -> str:
 
 def model_spec(model_id: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``model_id`` (local folders, then bundled, then the hub)."""
-    return _model_spec(check_model_id(model_id))
+    found = _model_spec(check_model_id(model_id))
+    if found is None:  # neither local nor bundled: ask the hub (bounded, with a deadline, failures remembered)
+        found = _hub_model_spec(model_id, int(time.monotonic() // HUB_NEGATIVE_TTL_S))
+    if isinstance(found, PerfkitError):
+        raise _fresh(found)
+    return found
 
 
-@cache
-def _model_spec(model_id: str) -> ModelSpec:
-    config = _load_config(model_id)
-    return ModelSpec.from_config(model_id, config)
+@lru_cache(maxsize=1024)
+def _model_spec(model_id: str) -> ModelSpec | PerfkitError | None:
+    """The spec from a local or bundled config (or its error: a broken file is parsed once), None if neither."""
+    try:
+        text = _local_or_bundled_text(model_id)
+        return None if text is None else _build_model(model_id, text)
+    except PerfkitError as exc:
+        return CatalogError(exc.message, field=exc.field)
 
 
-def _load_config(model_id: str) -> dict:
+def _local_or_bundled_text(model_id: str) -> str | None:
     filename = _config_filename(model_id)
-    for folder in filter(None, os.environ.get("PERFKIT_MODEL_DIR", "").split(os.pathsep)):
-        path = Path(folder) / filename
+    for folder in _model_dirs():
+        path = folder / filename
         if path.is_file():
-            return _read_json(path.read_text(), str(path))
+            return _read_text(path, f"model {model_id!r} (config.json in PERFKIT_MODEL_DIR)")
     bundled = _bundled_configs().get(canonical_model_id(model_id))
     if bundled:
-        text = (resources.files("perfkit.models") / bundled).read_text()
-        return _read_json(text, bundled)
-    return _read_json(_hub_config_text(model_id), f"{model_id} (Hugging Face hub)")
+        return _read_text(resources.files("perfkit.models") / bundled, f"model {model_id!r} (bundled config.json)")
+    return None
+
+
+def _build_model(model_id: str, text: str) -> ModelSpec:
+    config = _read_json(text, f"model {model_id!r}")
+    check_model_config(model_id, config)
+    spec = ModelSpec.from_config(model_id, config)
+    check_model(spec)
+    return spec
 
 
 def _read_json(text: str, origin: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SpecError(f"{origin}: not valid JSON ({exc})") from None
+        raise SpecError(f"{origin}: config.json is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                        f"{exc.colno})") from None
+    except (RecursionError, ValueError):
+        raise SpecError(f"{origin}: config.json is not valid JSON (nested too deeply or a huge number)") from None
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: config.json must hold an object")
     return data
 
 
+def _unknown_model(model_id: str, why: str) -> NotFoundError:
+    return NotFoundError(f"unknown model_id {model_id!r}: not bundled and {why}; "
+                         + choices_text(model_id, list_models()), field="model_id")
+
+
+@lru_cache(maxsize=HUB_CACHE_SIZE)
+def _hub_model_spec(model_id: str, epoch: int) -> ModelSpec | PerfkitError:
+    """A hub model's spec or its error, remembered for this ``epoch`` of :data:`HUB_NEGATIVE_TTL_S` seconds."""
+    del epoch  # part of the cache key only: a failure is retried in the next epoch
+    try:
+        return _build_model(model_id, _hub_config_text(model_id))
+    except HubBusy:  # about the server's load, not about this id: raised, so not remembered
+        raise
+    except PerfkitError as exc:
+        return exc
+
+
+class HubBusy(NotFoundError):
+    """Every hub look-up slot is taken: answered at once rather than waiting (not cached)."""
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def _hub_config_text(model_id: str) -> str:
     """Fetch ``config.json`` alone from the hub; offline or unknown ids become a :class:`NotFoundError`."""
-    unknown = NotFoundError(
-        f"unknown model_id {model_id!r}: not bundled and not reachable on the Hugging Face hub; "
-        + choices_text(model_id, list_models()),
-        field="model_id",
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or not _hub_reachable():
-        raise unknown
-    try:
-        from huggingface_hub import hf_hub_download
+    if _hub_offline():
+        raise _unknown_model(model_id, "the Hugging Face hub is off (HF_HUB_OFFLINE)")
+    return _hub().config_text(model_id)
 
-        path = hf_hub_download(repo_id=model_id, filename="config.json", etag_timeout=5)
-    except Exception as exc:  # offline, gated, missing repo: all mean "not available here"
-        log.info("hub lookup of %s failed: %s", model_id, exc)
-        raise unknown from None
-    return Path(path).read_text()
+
+class HubClient:
+    """Hub look-ups on a few threads of their own, each with a deadline.
+
+    A hub that accepts connections and never answers then holds at most ``threads`` threads, all of them
+    this client's: a server thread waits at most ``timeout_s`` for an answer, and when every slot is taken a
+    look-up fails at once instead of queueing behind the stuck ones.
+    """
+
+    def __init__(self, threads: int = 2, timeout_s: float = HUB_TIMEOUT_S):
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="perfkit-hub")
+        self._slots = threading.BoundedSemaphore(threads)
+
+    def config_text(self, model_id: str) -> str:
+        if not self._slots.acquire(blocking=False):
+            raise HubBusy(f"unknown model_id {model_id!r}: not bundled, and every Hugging Face hub look-up "
+                          "is busy; try again shortly. " + choices_text(model_id, list_models()), field="model_id")
+        future = self._pool.submit(self._fetch, model_id)
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise _unknown_model(model_id, f"the Hugging Face hub did not answer within {self.timeout_s:g} s") from None
+
+    def _fetch(self, model_id: str) -> str:
+        if not _hub_reachable():
+            raise _unknown_model(model_id, "the Hugging Face hub is not reachable")
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(repo_id=model_id, filename="config.json", etag_timeout=self.timeout_s)
+        except Exception as exc:  # offline, gated, missing repo: all mean "not available here"
+            log.info("hub lookup of %s failed: %s", model_id, exc)
+            raise _unknown_model(model_id, "not found on the Hugging Face hub") from None
+        return _read_text(Path(path), f"model {model_id!r} (config.json from the Hugging Face hub)")
+
+
+@cache
+def _hub() -> HubClient:
+    return HubClient()
 
 
 @cache
@@ -149,7 +282,7 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
     try:
         socket.create_connection((host, int(port or 443)), timeout=timeout_s).close()
         return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -165,6 +298,9 @@ def _hardware_root():
     the one imported (a second git worktree, say)."""
     override = os.environ.get("PERFKIT_HARDWARE_DIR")
     if override:  # a calibrated copy written by `perfkit calibrate --out-dir`
+        if not Path(override).is_dir():
+            raise CatalogError("PERFKIT_HARDWARE_DIR is set but names no folder; unset it or point it at a "
+                                 "folder of hardware YAML files", field="hardware_config")
         return Path(override)
     here = Path(__file__).resolve().parent
     for folder in (here / "hardware", here.parent / "hardware"):
@@ -175,7 +311,10 @@ def _hardware_root():
 
 @cache
 def _hardware_files() -> dict[str, str]:
-    return {e.name[:-5]: e.name for e in _hardware_root().iterdir() if e.name.endswith(".yaml")}
+    files = {e.name[:-5]: e.name for e in _hardware_root().iterdir() if e.name.endswith(".yaml")}
+    if not files:
+        raise CatalogError("the hardware catalog folder holds no .yaml file", field="hardware_config")
+    return files
 
 
 def list_hardware() -> list[str]:
@@ -189,24 +328,31 @@ def list_hardware() -> list[str]:
 
 def hardware_spec(name: str) -> HardwareSpec:
     """The :class:`HardwareSpec` called ``name``; an unknown name is a :class:`NotFoundError`."""
-    if not isinstance(name, str) or not _HARDWARE_ID.match(name) or name not in _hardware_files():
+    if not isinstance(name, str) or not _HARDWARE_ID.fullmatch(name) or name not in _hardware_files():
+        shown = name[:80] if isinstance(name, str) else name
         raise NotFoundError(
-            f"unknown hardware_config {name!r}; " + choices_text(name, list_hardware()),
+            f"unknown hardware_config {shown!r}; " + choices_text(shown, list_hardware()),
             field="hardware_config",
         )
-    return _hardware_spec(name)
+    found = _hardware_spec(name)
+    if isinstance(found, PerfkitError):
+        raise _fresh(found)
+    return found
 
 
 @cache
-def _hardware_spec(name: str) -> HardwareSpec:
-    filename = _hardware_files()[name]
-    data = yaml.safe_load((_hardware_root() / filename).read_text())
-    if not isinstance(data, dict):
-        raise SpecError(f"hardware/{filename}: expected a mapping")
-    spec = HardwareSpec.from_dict(data, f"hardware/{filename}")
-    if spec.name != name:
-        raise SpecError(f"hardware/{filename}: name {spec.name!r} differs from the file name")
-    return spec
+def _hardware_spec(name: str) -> HardwareSpec | SpecError:
+    """The spec of one hardware file, or its error (a broken file is read and parsed once)."""
+    origin = f"hardware {name!r}"
+    try:
+        data = _read_yaml(_read_text(_hardware_root() / _hardware_files()[name], origin), origin)
+        check_hardware(data, origin)
+        spec = HardwareSpec.from_dict(data, origin)
+        if spec.name != name:
+            raise SpecError(f"{origin}: its name field says {spec.name!r}; it must equal the catalog name")
+        return spec
+    except SpecError as exc:
+        return CatalogError(exc.message, field=exc.field)
 
 
 # -- serving-engine profiles -------------------------------------------------------------------------------
@@ -216,6 +362,9 @@ def _hardware_spec(name: str) -> HardwareSpec:
 def _serving_root():
     """``perfkit/serving``, or the folder named by ``PERFKIT_SERVING_DIR`` (a calibrated copy)."""
     override = os.environ.get("PERFKIT_SERVING_DIR")
+    if override and not Path(override).is_dir():
+        raise CatalogError("PERFKIT_SERVING_DIR is set but names no folder; unset it or point it at a "
+                             "folder of serving-engine YAML files", field="serving_engine")
     return Path(override) if override else Path(__file__).resolve().parent / "serving"
 
 
@@ -234,11 +383,44 @@ def serving_profile(name: str = "generic") -> ServingProfile:
     if not isinstance(name, str) or name not in _profile_files():
         raise PerfkitError(f"unknown serving_engine {name!r}; " + choices_text(name, list_serving_engines()),
                            field="serving_engine")
-    return _serving_profile(name)
+    found = _serving_profile(name)
+    if isinstance(found, PerfkitError):
+        raise _fresh(found)
+    return found
 
 
 @cache
-def _serving_profile(name: str) -> ServingProfile:
-    filename = _profile_files()[name]
-    data = yaml.safe_load((_serving_root() / filename).read_text())
-    return ServingProfile.from_dict(data, f"serving/{filename}")
+def _serving_profile(name: str) -> ServingProfile | SpecError:
+    """The profile of one serving-engine file, or its error (parsed once)."""
+    origin = f"serving profile {name!r}"
+    try:
+        data = _read_yaml(_read_text(_serving_root() / _profile_files()[name], origin), origin)
+        check_profile(data, origin)
+        return ServingProfile.from_dict(data, origin)
+    except SpecError as exc:
+        return CatalogError(exc.message, field=exc.field)
+
+
+# -- the whole catalog -------------------------------------------------------------------------------------
+
+
+def catalog_problems() -> list[str]:
+    """One message per broken catalog entry (every hardware file, serving profile, bundled and
+    ``PERFKIT_MODEL_DIR`` model config); empty when everything loads. Each entry is parsed once per process.
+
+    >>> catalog_problems()
+    []
+    """
+    problems = []
+    checks = [(hardware_spec, list_hardware), (serving_profile, list_serving_engines),
+              (model_spec, list_models)]
+    for load, names in checks:
+        try:
+            for name in names():
+                try:
+                    load(name)
+                except SpecError as exc:
+                    problems.append(exc.message)
+        except SpecError as exc:  # a missing catalog folder
+            problems.append(exc.message)
+    return problems

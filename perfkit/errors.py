@@ -34,6 +34,13 @@ class SpecError(PerfkitError):
     """A catalog file (hardware YAML, model config.json) that is malformed: a bug in the data, not the request."""
 
 
+class CatalogError(SpecError):
+    """A broken file of the server's own catalog (hardware, serving profiles, bundled or ``PERFKIT_MODEL_DIR``
+    configs): HTTP 500 with the message, since no request can fix it."""
+
+    status = 500
+
+
 def choices_text(value, choices: Iterable) -> str:
     """'valid choices: a, b, c' plus a did-you-mean hint when ``value`` is close to one of them."""
     choices = [str(c) for c in choices]

@@ -39,7 +39,7 @@ PHASES = ("prefill", "decode")
 
 def check_fields(body: Any, required: tuple, optional: tuple, where: str = "") -> None:
     """The body is an object with every required field and no unknown one."""
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         name = where.rstrip(".")
         raise PerfkitError(f"{name or 'the request body'} must be a JSON object, got {type(body).__name__}",
                            field=name or None)
@@ -55,6 +55,8 @@ def check_fields(body: Any, required: tuple, optional: tuple, where: str = "") -
 
 def check_int(value: Any, field: str, limit: int) -> int:
     """A positive integer no larger than ``limit`` (a bool or a float is not an integer)."""
+    if type(value) is int and 1 <= value <= limit:  # the common case, without the slower ABC checks
+        return value
     if isinstance(value, bool) or not isinstance(value, Integral):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             hint = f" (write {int(value)})"
@@ -175,18 +177,28 @@ def layer_config(body: Any) -> tuple[dict, str, bool]:
     return flat, layer_type, phase == "decode"
 
 
+_NOT_ENGINE = frozenset(("model_id", "hardware_config", "serving_engine", "uncertainty"))
+
+
 def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Engine inputs: numbers as int64 arrays, dtypes as indices into ``DTYPES``."""
+    """Engine inputs: numbers as int64 arrays, dtypes as indices into ``DTYPES``. A single request's plain
+    ints become numpy scalars (``np.int64``), on which the engine's arithmetic is several times faster than
+    on 0-d arrays; they broadcast like them."""
     out = {}
     for key, value in flat.items():
-        if key in ("model_id", "hardware_config", "serving_engine", "uncertainty"):
+        if key in _NOT_ENGINE:
             continue
-        if key == "serving_mode":
+        if type(value) is int:
+            out[key] = np.int64(value)
+        elif key == "serving_mode":
             out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
         elif key in REAL_LIMITS:
             out[key] = np.asarray(value, dtype=np.float64)
         elif key.endswith("dtype"):
-            out[key] = np.vectorize(INDEX.__getitem__, otypes=[np.int64])(value) if np.ndim(value) else np.int64(INDEX[value])
+            if isinstance(value, str):
+                out[key] = np.int64(INDEX[value])
+            else:
+                out[key] = np.vectorize(INDEX.__getitem__, otypes=[np.int64])(value) if np.ndim(value) else np.int64(INDEX[value])
         else:
             out[key] = np.asarray(value, dtype=np.int64)
     return out

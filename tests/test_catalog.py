@@ -2,6 +2,7 @@
 local folder -> bundled -> hub (config.json only)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -30,8 +31,10 @@ SMALL_CONFIG = {
 def fresh_models():
     """Model specs are cached per process: start and end each test with an empty cache."""
     catalog._model_spec.cache_clear()
+    catalog._hub_model_spec.cache_clear()
     yield
     catalog._model_spec.cache_clear()
+    catalog._hub_model_spec.cache_clear()
 
 
 # -- hardware -----------------------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ def test_local_folder_is_searched_first(tmp_path, monkeypatch, fresh_models):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("{not json", r"local-org--bad_config\.json: not valid JSON"),
+    ("{not json", r"model 'local-org/bad': config\.json is not valid JSON"),
     ("[1, 2]", r"config\.json must hold an object"),
     (json.dumps({k: v for k, v in SMALL_CONFIG.items() if k != "hidden_size"}), r"lacks 'hidden_size'"),
     (json.dumps({k: v for k, v in SMALL_CONFIG.items() if k != "vocab_size"}), r"lacks 'vocab_size'"),
@@ -238,3 +241,300 @@ def test_check_model_id():
     assert catalog.check_model_id(TINY) == TINY
     with pytest.raises(PerfkitError, match="is not a model id"):
         catalog.check_model_id("../" + TINY)
+
+
+# -- broken catalog files: each is a clear error naming the entry and the field, never a path -----------------
+
+HARDWARE_CACHES = ("_hardware_root", "_hardware_files", "_hardware_spec")
+PROFILE_CACHES = ("_serving_root", "_profile_files", "_serving_profile")
+
+
+def _clear(names) -> None:
+    for name in names:
+        getattr(catalog, name).cache_clear()
+
+
+@pytest.fixture
+def hardware_dir(tmp_path, monkeypatch):
+    """A copy of the hardware catalog in ``PERFKIT_HARDWARE_DIR``, with fresh caches before and after."""
+    folder = tmp_path / "hardware"
+    folder.mkdir()
+    for path in (REPO / "hardware").glob("*.yaml"):
+        (folder / path.name).write_text(path.read_text())
+    monkeypatch.setenv("PERFKIT_HARDWARE_DIR", str(folder))
+    _clear(HARDWARE_CACHES)
+    yield folder
+    _clear(HARDWARE_CACHES)
+
+
+def _edit_yaml(path: Path, field: str, value_text: str) -> None:
+    """Replace one top-level (or ``efficiency.``) field's value in a YAML file, keeping everything else."""
+    key = field.split(".")[-1]
+    indent = "  " if "." in field else ""
+    lines = path.read_text().splitlines()
+    hits = [i for i, line in enumerate(lines) if line.startswith(f"{indent}{key}:")]
+    assert hits, field
+    lines[hits[0]] = f"{indent}{key}: {value_text}"
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("scaleup_latency_s", "-0.5", r"scaleup_latency_s must be a number between 0 and 1, got -0\.5"),
+    ("memory_bytes", ".nan", r"memory_bytes must be a finite number, got nan"),
+    ("hbm_bytes_per_s", '"3350000000000"', r"hbm_bytes_per_s must be a number .*got the string '3350000000000'"),
+    ("chips_per_node", "0", r"chips_per_node must be an integer between 1 and"),
+    ("chips_per_node", "8.5", r"chips_per_node must be an integer, got 8\.5"),
+    ("efficiency.hbm", "-1", r"efficiency\.hbm must be a fraction in \(0, 1\]"),
+    ("efficiency.layer_overhead_s", ".inf", r"efficiency\.layer_overhead_s must be a finite number"),
+    ("scaleout_latency_s", "true", r"scaleout_latency_s must be .*got True"),
+])
+def test_broken_hardware_file_names_entry_and_field(hardware_dir, field, value, message):
+    _edit_yaml(hardware_dir / "nvidia_h100_hgx.yaml", field, value)
+    with pytest.raises(SpecError, match=r"^hardware 'nvidia_h100_hgx': " + message) as info:
+        catalog.hardware_spec("nvidia_h100_hgx")
+    assert str(hardware_dir) not in str(info.value) and ".yaml" not in str(info.value)
+    assert info.value.status == 500  # the server's data is broken, not the request
+    assert catalog.hardware_spec("nvidia_h200_hgx").name == "nvidia_h200_hgx"  # the others still load
+    assert catalog.catalog_problems() == [str(info.value)]
+
+
+def test_collective_fit_written_as_a_string_is_refused(hardware_dir):
+    path = hardware_dir / "nvidia_h100_hgx.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert "collectives" in data, "the H100 file carries fitted collectives"
+    data["collectives"]["allreduce"]["step_s"] = "0.000001"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"^hardware 'nvidia_h100_hgx': collectives\.allreduce\.step_s must be a "
+                                        r"number between 0 and 0\.01, got the string '0\.000001'"):
+        catalog.hardware_spec("nvidia_h100_hgx")
+
+
+def test_yaml_parse_error_names_the_entry_and_the_line(hardware_dir):
+    (hardware_dir / "nvidia_h100_hgx.yaml").write_text("name: nvidia_h100_hgx\nchip: [unclosed\n")
+    with pytest.raises(SpecError, match=r"^hardware 'nvidia_h100_hgx': not valid YAML .*line \d+") as info:
+        catalog.hardware_spec("nvidia_h100_hgx")
+    assert str(hardware_dir) not in str(info.value)
+
+
+def test_broken_hardware_file_is_parsed_once(hardware_dir, monkeypatch):
+    (hardware_dir / "nvidia_h100_hgx.yaml").write_text("name: [")
+    reads = []
+    real = catalog._read_text
+    monkeypatch.setattr(catalog, "_read_text", lambda entry, origin: reads.append(origin) or real(entry, origin))
+    for _ in range(5):
+        with pytest.raises(SpecError):
+            catalog.hardware_spec("nvidia_h100_hgx")
+    assert reads == ["hardware 'nvidia_h100_hgx'"]
+
+
+def test_missing_hardware_dir_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFKIT_HARDWARE_DIR", str(tmp_path / "nowhere"))
+    _clear(HARDWARE_CACHES)
+    try:
+        with pytest.raises(SpecError, match=r"PERFKIT_HARDWARE_DIR is set but names no folder") as info:
+            catalog.list_hardware()
+        assert "nowhere" not in str(info.value)
+        assert catalog.catalog_problems()[0] == str(info.value)
+    finally:
+        _clear(HARDWARE_CACHES)
+
+
+@pytest.fixture
+def serving_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "serving"
+    folder.mkdir()
+    for path in (REPO / "perfkit" / "serving").glob("*.yaml"):
+        (folder / path.name).write_text(path.read_text())
+    monkeypatch.setenv("PERFKIT_SERVING_DIR", str(folder))
+    _clear(PROFILE_CACHES)
+    yield folder
+    _clear(PROFILE_CACHES)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("step_overhead_s", "-0.001", r"step_overhead_s must be a number between 0 and 10, got -0\.001"),
+    ("memory_utilization", "1.5", r"memory_utilization must be a fraction in \(0, 1\]"),
+    ("ramp", "'0.1'", r"ramp must be a number between 0 and 1000, got the string '0\.1'"),
+    ("ttft_p10", "9.5", r"band\.ttft_p10 \(9\.5\) exceeds band\.ttft_p90"),
+])
+def test_broken_serving_profile_names_entry_and_field(serving_dir, field, value, message):
+    path = serving_dir / "vllm.yaml"
+    text = path.read_text()
+    lines = [(f"  {field}: {value}" if line.strip().startswith(f"{field}:") and line.startswith("  ") else
+              f"{field}: {value}" if line.startswith(f"{field}:") else line) for line in text.splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpecError, match=r"^serving profile 'vllm': " + message) as info:
+        catalog.serving_profile("vllm")
+    assert str(serving_dir) not in str(info.value)
+    assert catalog.serving_profile("sglang").name == "sglang"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"num_attention_heads": -8}, r"config\.json num_attention_heads must be an integer between 1 and 65536, got -8"),
+    ({"num_attention_heads": 0}, r"config\.json num_attention_heads must be an integer between 1"),
+    ({"num_hidden_layers": 10**12}, r"config\.json num_hidden_layers must be an integer between 1 and 10000"),
+    ({"hidden_size": "256"}, r"config\.json hidden_size must be an integer .*got the string '256'"),
+    ({"num_key_value_heads": 3}, r"num_attention_heads \(8\) is not a multiple of num_key_value_heads \(3\)"),
+    ({"vocab_size": 1000.5}, r"config\.json vocab_size must be an integer, got 1000\.5"),
+    ({"intermediate_size": True}, r"config\.json intermediate_size must be an integer .*got True"),
+    ({"num_local_experts": 8, "num_experts_per_tok": 9}, r"experts per token \(9\) must be between 1 and"),
+])
+def test_broken_local_config_names_model_and_field(tmp_path, monkeypatch, fresh_models, change, message):
+    (tmp_path / "local-org--bad_config.json").write_text(json.dumps({**SMALL_CONFIG, **change}))
+    monkeypatch.setenv("PERFKIT_MODEL_DIR", str(tmp_path))
+    with pytest.raises(SpecError, match=r"^model 'local-org/bad'.*" + message) as info:
+        catalog.model_spec("local-org/bad")
+    assert str(tmp_path) not in str(info.value) and "_config.json" not in str(info.value)
+    assert catalog.catalog_problems() == [str(info.value)]
+
+
+def test_nan_in_a_config_is_refused(tmp_path, monkeypatch, fresh_models):
+    (tmp_path / "local-org--bad_config.json").write_text(json.dumps(SMALL_CONFIG).replace("256", "NaN"))
+    monkeypatch.setenv("PERFKIT_MODEL_DIR", str(tmp_path))
+    with pytest.raises(SpecError, match=r"^model 'local-org/bad'.*hidden_size must be a finite number, got nan"):
+        catalog.model_spec("local-org/bad")
+
+
+def test_huge_config_is_refused_unread_and_once(tmp_path, monkeypatch, fresh_models):
+    with open(tmp_path / "local-org--huge_config.json", "wb") as handle:
+        handle.truncate(50 * 1024 * 1024)  # 50 MB (sparse): invalid, and far past the size limit
+    monkeypatch.setenv("PERFKIT_MODEL_DIR", str(tmp_path))
+    parsed = []
+    real = json.loads
+    monkeypatch.setattr(json, "loads", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    for _ in range(5):
+        with pytest.raises(SpecError, match=r"^model 'local-org/huge' .*larger than 1024 KiB, refused unread"):
+            catalog.model_spec("local-org/huge")
+    assert parsed == []
+    assert catalog._model_spec.cache_info().misses == 1
+
+
+def test_model_id_with_a_trailing_newline_is_not_a_model_id():
+    for bad in (TINY + "\n", TINY + "\r\n", "\n" + TINY):
+        with pytest.raises(PerfkitError, match="is not a model id") as info:
+            catalog.model_spec(bad)
+        assert info.value.status == 400
+
+
+def test_model_id_pattern_is_what_is_enforced():
+    import re
+
+    pattern = re.compile(catalog.MODEL_ID_PATTERN)
+    for good in (TINY, "a/b", "Org.x/na_me-1"):
+        assert pattern.search(good) and catalog.check_model_id(good)
+    for bad in ("a", "a/b/c", "../x/y", "a/" + "b" * 97, "-a/b"):
+        assert not pattern.search(bad)
+        with pytest.raises(PerfkitError):
+            catalog.check_model_id(bad)
+
+
+# -- the hub: a deadline, a bounded pool of its own, failures remembered ---------------------------------------
+
+
+def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_models):
+    import threading
+
+    import huggingface_hub
+
+    release = threading.Event()
+    calls = []
+
+    def hanging_download(**kwargs):  # a hub that accepted the connection and never answers
+        calls.append(kwargs["repo_id"])
+        release.wait(30)
+        raise OSError("read timed out")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(catalog, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hanging_download)
+    client = catalog.HubClient(threads=2, timeout_s=0.2)
+    monkeypatch.setattr(catalog, "_hub", lambda: client)
+    try:
+        with pytest.raises(NotFoundError, match=r"'acme/stuck-0'.*did not answer within 0\.2 s"):
+            catalog.model_spec("acme/stuck-0")
+        with pytest.raises(NotFoundError, match=r"'acme/stuck-1'.*did not answer"):
+            catalog.model_spec("acme/stuck-1")
+        # both slots are held by the stuck look-ups: the next unknown id is refused at once, not queued
+        with pytest.raises(NotFoundError, match=r"'acme/stuck-2'.*every Hugging Face hub look-up is busy"):
+            catalog.model_spec("acme/stuck-2")
+        # a failed id is remembered: asking again does not reach the hub
+        with pytest.raises(NotFoundError, match="did not answer"):
+            catalog.model_spec("acme/stuck-0")
+        assert sorted(calls) == ["acme/stuck-0", "acme/stuck-1"]
+        assert catalog.model_spec(TINY).name == TINY  # bundled models never wait for the hub
+    finally:
+        release.set()
+    assert catalog._hub_model_spec.cache_info().maxsize == catalog.HUB_CACHE_SIZE
+
+
+# -- any config.json: a spec with physical figures, or a SpecError; never another exception ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ODD_VALUES = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
+               | st.lists(st.integers(-3, 100), max_size=3) | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+_KEYS = sorted({*SMALL_CONFIG, "head_dim", "num_local_experts", "num_experts_per_tok", "moe_intermediate_size",
+                "first_k_dense_replace", "mlp_only_layers", "sliding_window", "layer_types", "kv_lora_rank",
+                "q_lora_rank", "qk_rope_head_dim", "n_shared_experts", "quantization_config", "tie_word_embeddings"})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(_KEYS), _ODD_VALUES, min_size=1, max_size=3))
+def test_any_config_is_a_physical_spec_or_a_spec_error(changes):
+    text = json.dumps({**SMALL_CONFIG, **changes}, allow_nan=True)
+    try:
+        spec = catalog._build_model("fuzz/model", text)
+    except SpecError as exc:
+        assert exc.message.startswith("model 'fuzz/model'"), exc.message
+        return
+    assert 1 <= spec.num_layers <= 10_000 and 1 <= spec.num_heads and spec.num_heads % spec.num_kv_heads == 0
+    assert spec.hidden_size >= 1 and spec.head_dim >= 1 and spec.vocab_size >= 1
+    assert 0 <= spec.num_moe_layers <= spec.num_layers
+    # and the engine turns it into finite, non-negative figures (one chip, the request's defaults)
+    from perfkit.engine.system import evaluate
+    from perfkit.inputs import system_config, to_arrays
+
+    flat = system_config({"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                          "input_seq": 8, "output_seq": 8})
+    figures = evaluate(spec, catalog.hardware_spec("nvidia_h100_hgx"), to_arrays(flat), catalog.serving_profile())
+    for key in ("ttft_ms", "tpot_ms", "weight_memory_gb", "kv_cache_gb", "memory_per_chip_gb"):
+        value = float(figures[key])
+        assert 0 <= value < float("inf"), (key, value, changes)
+
+
+_H100 = _hardware_dict("nvidia_h100_hgx")
+_HW_FIELDS = ["chips_per_node", "max_chips", "memory_bytes", "hbm_bytes_per_s", "scaleup_bytes_per_s",
+              "scaleup_latency_s", "scaleout_bytes_per_s", "scaleout_latency_s", "efficiency.matmul",
+              "efficiency.hbm", "efficiency.scaleup", "efficiency.scaleout", "efficiency.matmul_half_tokens",
+              "efficiency.layer_overhead_s", "peak_flops_per_s.bf16", "peak_flops_per_s.fp8"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(_HW_FIELDS), _ODD_VALUES, min_size=1, max_size=3))
+def test_any_hardware_file_is_a_physical_spec_or_a_spec_error(changes):
+    from perfkit.catalog_checks import check_hardware
+    from perfkit.engine.system import evaluate
+    from perfkit.inputs import system_config, to_arrays
+
+    data = copy.deepcopy(_H100)
+    for field, value in changes.items():
+        *parents, key = field.split(".")
+        target = data
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    try:
+        check_hardware(data, "hardware 'fuzz'")
+        spec = HardwareSpec.from_dict(data, "hardware 'fuzz'")
+    except SpecError as exc:
+        assert exc.message.startswith("hardware 'fuzz': "), exc.message
+        return
+    flat = system_config({"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "batch_size": 1,
+                          "input_seq": 8, "output_seq": 8})
+    figures = evaluate(catalog.model_spec(TINY), spec, to_arrays(flat), catalog.serving_profile())
+    for key in ("ttft_ms", "tpot_ms", "memory_per_chip_gb"):
+        value = float(figures[key])
+        assert 0 <= value < float("inf") or (int(figures["code"]) & ~(1 << 8)), (key, value, changes)

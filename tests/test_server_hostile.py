@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from perfkit import PerfkitError
 from perfkit.server import create_app
 
 TINY = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
@@ -52,6 +53,9 @@ CATALOGUE = [
     ("layers-huge-id", GET_LAYERS, {"query_string": {"model_id": "a/" + "b" * 5000}}, 400, "model_id"),
     ("layers-unicode-id", GET_LAYERS, {"query_string": {"model_id": "оrg/modеl"}}, 400, "model_id"),
     ("layers-trailing-space", GET_LAYERS, {"query_string": {"model_id": TINY + " "}}, 400, "model_id"),
+    ("layers-trailing-newline", GET_LAYERS, {"query_string": {"model_id": TINY + "\n"}}, 400, "model_id"),
+    ("layers-trailing-crlf", GET_LAYERS, {"query_string": {"model_id": TINY + "\r\n"}}, 400, "model_id"),
+    ("model-id-newline", POST_SYSTEM, {"json": system(model_id=TINY + "\n")}, 400, "model_id"),
     ("layers-repeated-param", GET_LAYERS, {"query_string": [("model_id", TINY), ("model_id", TINY)]}, 400,
      "model_id"),
     ("layers-unknown-param", GET_LAYERS, {"query_string": {"model_id": TINY, "modle_id": "x"}}, 400, "modle_id"),
@@ -221,3 +225,139 @@ def test_server_survives_the_catalogue(app):
         client.open(path, method=method, **kwargs)
     r = client.post("/config/system-metrics", json=SYSTEM)
     assert r.status_code == 200 and r.json["system"]["num_chips"] == 1
+
+
+# -- issue 13: answers that could have been a 500 --------------------------------------------------------------
+
+FORGED_SESSIONS = [
+    [1, 2], "text", 7, None, {"model_id": 5, "hardware_config": "nvidia_h100_hgx"},
+    {"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "layers": [1]},
+    {"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "layers": {"attention": 3}},
+    {"model_id": TINY, "hardware_config": ["nvidia_h100_hgx"], "layers": {}},
+    {"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "layers": {"attention": {"tensor_parallel": "x"}}},
+    {"model_id": TINY, "hardware_config": "nvidia_h100_hgx", "layers": {"mlp": {"tensor_parallel": 10**40}}},
+    {"model_id": "../../etc/passwd", "hardware_config": "nvidia_h100_hgx", "layers": {}},
+]
+
+
+@pytest.mark.parametrize("payload", FORGED_SESSIONS, ids=range(len(FORGED_SESSIONS)))
+def test_a_cookie_forged_with_the_real_secret_is_never_a_500(app, payload):
+    cookie = app.session_interface.get_signing_serializer(app).dumps(payload)
+    client = app.test_client()
+    client.set_cookie("perfkit_session", cookie)
+    for method, path, body in [("GET", "/config/layers", None),
+                               ("POST", "/config/layer-metrics", {"layer_type": "attention", "batch_size": 1,
+                                                                  "seq_length": 8}),
+                               ("POST", "/config/layer-parallelism", {"layer_type": "attention", "tensor_parallel": 2})]:
+        r = client.open(path, method=method, json=body)
+        assert r.status_code < 500 and r.mimetype == "application/json", (path, r.get_data(as_text=True))
+
+
+def test_a_signed_cookie_with_an_undecodable_tag_is_no_session(app):
+    """Flask's tagged JSON (`{" t": ["d", ...]}` for dates) with a bad value failed the request before."""
+    import hashlib
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    class Raw:
+        dumps = staticmethod(lambda _obj: '{" t": ["d", "not a date"]}')
+
+    forged = URLSafeTimedSerializer("hostile-test", salt="cookie-session", serializer=Raw,
+                                    signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1})
+    client = app.test_client()
+    client.set_cookie("perfkit_session", forged.dumps(None))
+    r = client.get("/config/layers")
+    assert r.status_code == 409 and r.json["field"] == "model_id"
+
+
+def test_a_nan_never_reaches_a_response(monkeypatch):
+    from perfkit import api
+
+    real = api.system_metrics
+
+    def nan_figures(request):
+        body = real(request)
+        body["memory"]["kv_cache_gb"] = float("nan")
+        return body
+
+    monkeypatch.setattr(api, "system_metrics", nan_figures)
+    r = create_app({"SECRET_KEY": "t"}).test_client().post("/config/system-metrics", json=SYSTEM)
+    assert r.status_code == 422 and r.json["field"] == "memory.kv_cache_gb"
+    assert "NaN" not in r.get_data(as_text=True) and "nan" in r.json["error"]
+
+
+def test_a_negative_time_never_reaches_a_response(monkeypatch):
+    from perfkit import api
+
+    real = api.system_metrics
+    monkeypatch.setattr(api, "system_metrics", lambda request: {**real(request), "ttft_ms": -895967.0})
+    r = create_app({"SECRET_KEY": "t"}).test_client().post("/config/system-metrics", json=SYSTEM)
+    assert r.status_code == 422 and r.json["field"] == "ttft_ms"
+
+
+def test_openapi_carries_the_model_id_pattern_the_server_enforces(app):
+    import re
+
+    from perfkit import catalog
+
+    schema = app.test_client().get("/openapi.json").json["components"]["schemas"]["ModelId"]
+    assert schema["pattern"] == catalog.MODEL_ID_PATTERN
+    pattern = re.compile(schema["pattern"])
+    for candidate in (TINY, TINY + "\n", "a/b", "a/b/c", "../a/b", "a/" + "b" * 96, "a/" + "b" * 97, "-x/y", "x/y."):
+        try:
+            catalog.check_model_id(candidate)
+            enforced = True
+        except PerfkitError:
+            enforced = False
+        documented = bool(pattern.search(candidate)) and len(candidate) <= schema["maxLength"]
+        assert documented == enforced or ".." in candidate, candidate
+
+
+@pytest.fixture
+def broken_hardware(tmp_path, monkeypatch):
+    from perfkit import catalog
+
+    from pathlib import Path
+
+    folder = tmp_path / "hardware"
+    folder.mkdir()
+    for path in (Path(catalog.__file__).resolve().parent.parent / "hardware").glob("*.yaml"):
+        text = path.read_text()
+        if path.stem == "nvidia_h100_hgx":
+            text = text.replace("memory_bytes: 85520809984", "memory_bytes: .nan")
+        (folder / path.name).write_text(text)
+    monkeypatch.setenv("PERFKIT_HARDWARE_DIR", str(folder))
+    caches = (catalog._hardware_root, catalog._hardware_files, catalog._hardware_spec)
+    for c in caches:
+        c.cache_clear()
+    yield folder
+    for c in caches:
+        c.cache_clear()
+
+
+def test_one_broken_hardware_file_breaks_only_itself(broken_hardware):
+    client = create_app({"SECRET_KEY": "t"}).test_client()
+    names = [h["name"] for h in client.get("/api/hardware").json["hardware"]]
+    assert "nvidia_h100_hgx" not in names and "nvidia_h200_hgx" in names and len(names) >= 10
+    r = client.get("/api/health")
+    assert r.status_code == 503 and r.json["status"] == "degraded"
+    assert r.json["catalog_errors"] == ["hardware 'nvidia_h100_hgx': memory_bytes must be a finite number, got nan"]
+    r = client.post("/config/system-metrics", json=system(hardware_config="nvidia_h100_hgx"))
+    assert r.status_code == 500 and "hardware 'nvidia_h100_hgx': memory_bytes" in r.json["error"]
+    for text in (r.get_data(as_text=True), client.get("/api/health").get_data(as_text=True)):
+        assert str(broken_hardware) not in text and ".yaml" not in text
+    assert client.post("/config/system-metrics", json=system(hardware_config="nvidia_h200_hgx")).status_code == 200
+
+
+def test_broken_local_config_answers_without_its_path(tmp_path, monkeypatch):
+    from perfkit import catalog
+
+    (tmp_path / "x--y_config.json").write_text('["not", "an", "object"]')
+    monkeypatch.setenv("PERFKIT_MODEL_DIR", str(tmp_path))
+    catalog._model_spec.cache_clear()
+    try:
+        r = create_app({"SECRET_KEY": "t"}).test_client().post("/config/system-metrics", json=system(model_id="x/y"))
+        assert r.status_code == 500 and r.json["error"] == "model 'x/y': config.json must hold an object"
+        assert str(tmp_path) not in r.get_data(as_text=True)
+    finally:
+        catalog._model_spec.cache_clear()

@@ -48,7 +48,7 @@ def _serve(*options: str, secret: str | None = "live-test"):
 
 @pytest.fixture(scope="module")
 def server():
-    yield from _serve("--threads", "4")
+    yield from _serve("--threads", "4", "--workers", "1")
 
 
 def _wait_healthy(base: str) -> None:
@@ -118,9 +118,8 @@ def test_after_and_comparison_frontend_over_http(server):
     assert [a[2] for a in answers] == [perfkit.system_metrics(c) for c in configs]
 
 
-def test_gunicorn_workers_share_the_session_key():
+def test_workers_share_the_session_key():
     """With --workers 2 and no secret in the environment, every worker still reads every client's cookie."""
-    pytest.importorskip("gunicorn")
     for base in _serve("--workers", "2", "--threads", "2", secret=None):
         old = Frontend(base)
         assert old.call("POST", "/config/load", {"model_id": TINY, "hardware_config": "nvidia_h100_hgx"})[0] == 200
@@ -146,43 +145,42 @@ def test_bad_input_over_http_is_json(server):
 
 @pytest.fixture
 def fake_waitress(monkeypatch):
-    """Replace waitress's server with a recorder: what ``perfkit serve`` would have served, and how."""
-    import waitress
+    """Replace the production server's loop with a recorder: what ``perfkit serve`` would have served, and how."""
+    from perfkit.server import wsgi
 
     seen = {}
 
-    class FakeServer:
-        def getsockname(self):
-            return (seen["host"], seen["port"])
+    def serve(app, sock, limits, announce):
+        host, port = sock.getsockname()[:2]
+        seen.update(app=app, host=host, port=port, limits=limits, ran=True)
+        announce(host, port, "recorded")
 
-        def run(self):
-            seen["ran"] = True
-
-        def close(self):
-            seen["closed"] = True
-
-    def create_server(app, **kwargs):
-        seen.update(kwargs, app=app)
-        return FakeServer()
-
-    monkeypatch.setattr(waitress, "create_server", create_server)
+    monkeypatch.setattr(wsgi, "serve", serve)
     monkeypatch.setenv("PERFKIT_SECRET_KEY", "k")
     return seen
 
 
-def test_serve_defaults_to_loopback_and_waitress(fake_waitress):
-    assert cli.main(["serve"]) == 0
+def test_serve_defaults_to_loopback_and_the_hardened_waitress(fake_waitress):
+    from perfkit.server.wsgi import default_workers
+
+    assert cli.main(["serve", "--port", "0"]) == 0
     seen = fake_waitress
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000 and seen["threads"] == 8
-    assert seen["ran"] and seen["closed"]
+    assert seen["host"] == "127.0.0.1" and seen["ran"]
+    limits = seen["limits"]
+    assert limits.workers == default_workers() and limits.threads == 4
+    assert limits.max_body_bytes == seen["app"].config["MAX_CONTENT_LENGTH"]
+    assert limits.request_timeout_s > 0 and limits.idle_timeout_s >= 1
     assert seen["app"].name == "perfkit.server.app"
-    assert seen["max_request_body_size"] > seen["app"].config["MAX_CONTENT_LENGTH"]
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9001", "--threads", "3"]) == 0
-    assert (seen["host"], seen["port"], seen["threads"]) == ("0.0.0.0", 9001, 3)
+    assert cli.main(["serve", "--host", "127.0.0.1", "--port", "0", "--threads", "3", "--workers", "1",
+                     "--request-timeout", "2", "--idle-timeout", "5", "--client-connection-limit", "7"]) == 0
+    limits = seen["limits"]
+    assert (limits.threads, limits.workers, limits.request_timeout_s, limits.idle_timeout_s,
+            limits.client_connection_limit) == (3, 1, 2.0, 5, 7)
 
 
 def test_serve_cors_allow_list(fake_waitress):
-    assert cli.main(["serve", "--cors-origin", "https://a.example", "--cors-origin", "https://b.example"]) == 0
+    assert cli.main(["serve", "--port", "0", "--cors-origin", "https://a.example", "--cors-origin",
+                     "https://b.example"]) == 0
     client = fake_waitress["app"].test_client()
     for origin in ("https://a.example", "https://b.example"):
         assert client.get("/api/health", headers={"Origin": origin}).headers["Access-Control-Allow-Origin"] == origin
@@ -191,7 +189,7 @@ def test_serve_cors_allow_list(fake_waitress):
 
 def test_serve_offline_flag(fake_waitress, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test
-    assert cli.main(["serve", "--offline"]) == 0
+    assert cli.main(["serve", "--offline", "--port", "0"]) == 0
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 

@@ -32,6 +32,9 @@ def available_parallelism(model: ModelSpec, layer_type: str) -> tuple[str, ...]:
 
 def layer_chips(cfg, layer_type: str) -> np.ndarray:
     """Chips one copy of a layer type spans: the product of its degrees times the pipeline stages."""
+    known = cfg.get(_SPAN + layer_type)
+    if known is not None:
+        return known
     p = f"layers.{layer_type}."
     chips = cfg["pipeline_parallel"]
     for degree in DEGREES:
@@ -42,7 +45,24 @@ def layer_chips(cfg, layer_type: str) -> np.ndarray:
 def replica_chips(cfg) -> np.ndarray:
     """Chips of one replica of the layout: the largest layer type's span (smaller ones are replicated to
     fill it)."""
+    known = cfg.get(_SPAN + "replica")
+    if known is not None:
+        return known
     return reduce(np.maximum, [layer_chips(cfg, t) for t in LAYER_TYPES])
+
+
+#: Keys under which :func:`with_spans` keeps the spans it computed (no request path starts with it).
+_SPAN = "_span."
+
+
+def with_spans(cfg) -> dict:
+    """``cfg`` with every layer type's span and the replica's computed once (an evaluation asks for them
+    dozens of times); the caller's mapping is left as it was."""
+    out = {k: v for k, v in cfg.items() if not k.startswith(_SPAN)}
+    for t in LAYER_TYPES:
+        out[_SPAN + t] = layer_chips(out, t)
+    out[_SPAN + "replica"] = replica_chips(out)
+    return out
 
 
 def copies(cfg, layer_type: str) -> np.ndarray:

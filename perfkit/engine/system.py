@@ -37,7 +37,7 @@ from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
 from . import layout, load, price
 from .costs import COSTS, Pass, attention_sequences, instances
-from .timing import communication_seconds, compute_seconds, handoff_seconds, memory_seconds
+from .timing import any_true, communication_seconds, compute_seconds, handoff_seconds, memory_seconds
 
 BOTTLENECKS = np.array(["compute", "memory", "communication"])
 STATIC, CONTINUOUS = 0, 1
@@ -97,11 +97,11 @@ def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg,
     full = _pass(model, hw, profile, cfg, one)
     rounds = (m + pp - 1) if p.prefill else np.maximum(pp, m)
     parts, seconds = full["parts"], full["seconds"]
-    if p.prefill and np.any(pp > 1):  # a decode round is always pp stages: one whole pass
+    if p.prefill and any_true(pp > 1):  # a decode round is always pp stages: one whole pass
         scale = rounds / pp  # each round is one stage: 1/pp of a pass
         parts = {k: v * scale for k, v in parts.items()}
         seconds = seconds * scale
-    if np.any(pp > 1):
+    if any_true(pp > 1):
         # pp - 1 hand-offs per micro-batch, those between nodes over the scale-out network (stages fill
         # nodes in turn), spread over the rounds
         abytes = ACTIVATION_BYTES_ARRAY[cfg["layers.attention.dtype"]]
@@ -123,7 +123,7 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips, kv_scal
         n = instances(model, layer_type)
         per_chip_weights = per_chip_weights + np.ceil(n / pp) * costs[layer_type].weight_bytes
         model_weights = model_weights + n * costs[layer_type].weight_bytes
-    kv_instance = costs["attention"].kv_bytes * kv_scale if np.any(kv_scale != 1) else costs["attention"].kv_bytes
+    kv_instance = costs["attention"].kv_bytes * kv_scale if any_true(kv_scale != 1) else costs["attention"].kv_bytes
     per_chip_kv = np.ceil(model.num_layers / pp) * kv_instance
     per_chip_act = reduce(np.maximum, [costs[t].activation_bytes for t in layout.LAYER_TYPES])
     stage_chips = chips / pp  # chips of one pipeline stage: each holds 1/pp of the layers
@@ -139,6 +139,7 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips, kv_scal
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -> dict[str, np.ndarray]:
     """Every figure of the system-metrics response, as arrays over the broadcast configurations."""
+    cfg = layout.with_spans(cfg)
     total_batch, isl, osl = cfg["batch_size"], cfg["input_seq"], cfg["output_seq"]
     mode = cfg.get("serving_mode", STATIC)
     replicas = layout.replicas(cfg)
@@ -159,7 +160,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
     decode = _pipelined(model, hw, profile, cfg, Pass(batch, 1, mean_context, cached, prefill=False), replica_chips)
     ttft_s, tpot_s = prefill["seconds"], decode["seconds"]
     totals = [prefill["parts"][k] + osl * decode["parts"][k] for k in ("compute", "memory", "communication")]
-    if np.any(mode == CONTINUOUS):
+    if any_true(mode == CONTINUOUS):
         ttft_c, tpot_c = _continuous(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
         ttft_s = np.where(mode == CONTINUOUS, ttft_c, ttft_s)
         tpot_s = np.where(mode == CONTINUOUS, tpot_c, tpot_s)
@@ -186,15 +187,15 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
         "total_memory_gb": mem["weights"] / 1e9 + mem["activations"] / 1e9 + mem["kv"] / 1e9,
         "memory_per_chip_gb": per_chip / 1e9,
         "hw_capacity_gb": np.full(shape, hw.memory_bytes / 1e9),
-        "num_chips": np.broadcast_to(chips, shape),
-        "num_nodes": np.broadcast_to(layout.num_nodes(hw, chips), shape),
+        "num_chips": _shaped(chips, shape),
+        "num_nodes": _shaped(layout.num_nodes(hw, chips), shape),
         "bottleneck": _largest(*totals, shape=shape),
-        "fits_on_hardware": np.broadcast_to(fits, shape),
+        "fits_on_hardware": _shaped(fits, shape),
         "ttft_ms_p10": ttft_ms * band["ttft_p10"],
         "ttft_ms_p90": ttft_ms * band["ttft_p90"],
         "tpot_ms_p10": tpot_ms * band["tpot_p10"],
         "tpot_ms_p90": tpot_ms * band["tpot_p90"],
-        "code": np.broadcast_to(code, shape),
+        "code": _shaped(code, shape),
         **loaded,
         **spent,
     }
@@ -204,7 +205,12 @@ def _largest(compute, memory, communication, shape) -> np.ndarray:
     """Index into ``BOTTLENECKS`` of the largest of the three times (ties go to the earlier name)."""
     index = np.where(memory > compute, np.where(communication > memory, 2, 1),
                      np.where(communication > compute, 2, 0)).astype(np.int8)
-    return np.broadcast_to(index, shape)
+    return _shaped(index, shape)
+
+
+def _shaped(values, shape):
+    """``values`` broadcast to ``shape`` (a single request's scalars stay as they are: nothing to broadcast)."""
+    return values if shape == () else np.broadcast_to(values, shape)
 
 
 def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips):
@@ -267,6 +273,7 @@ def continuous_prices(model: ModelSpec, hw: HardwareSpec, profile: ServingProfil
 def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool) -> dict:
     """One layer type's per-instance figures for a prefill of ``seq_length`` tokens (or, with ``decode``,
     one decode step at a context of ``seq_length``)."""
+    cfg = layout.with_spans(cfg)
     batch, seq = cfg["batch_size"], cfg["seq_length"]
     p = Pass(batch, 1, seq, seq, prefill=False) if decode else Pass(batch, seq, seq, seq, prefill=True)
     cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)

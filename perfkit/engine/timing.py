@@ -8,6 +8,12 @@ from ..specs import CollectiveFit, HardwareSpec
 from .costs import Collective, LayerCost
 
 
+def any_true(mask) -> bool:
+    """``np.any(mask)`` without its dispatch cost: a single request's masks are numpy scalars, and the
+    engine branches on them a dozen times per evaluation."""
+    return bool(mask.any()) if isinstance(mask, np.ndarray) else bool(mask)
+
+
 def compute_seconds(hw: HardwareSpec, cost: LayerCost, dtype: np.ndarray) -> np.ndarray:
     """FLOPs over the achievable rate: GEMMs with few rows (decode) run far below peak, and so do the grouped
     GEMMs of active experts, which see only their share of the tokens."""
@@ -43,8 +49,10 @@ def op_seconds(fit: CollectiveFit, kind: str, n, nbytes):
     """One collective inside one scale-up domain as NCCL (or a custom kernel) runs it: a launch cost, a
     per-step latency and the bus bandwidth, which may change with the group size (PCIe switches slow down,
     NVLink SHARP speeds up). ``nbytes`` is the whole buffer (an all-gather's output); a group of one costs 0."""
-    bus = fit.bus_bytes_per_s * (np.minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
-    fixed = np.where(n > 1, fit.launch_s + fit.step_s * ring_steps(kind, n), 0.0)  # small arrays: degrees only
+    bus = fit.bus_bytes_per_s
+    if fit.bandwidth_exponent:
+        bus = bus * (np.minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
+    fixed = (n > 1) * (fit.launch_s + fit.step_s * ring_steps(kind, n))  # np.where(n > 1, ..., 0) for scalars too
     return fixed + nbytes * (ring_volume(kind, n) / bus)
 
 
@@ -69,13 +77,13 @@ def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
     are spread over the NICs of the node's members.
     """
     n = c.group
-    if not np.any(n > 1):  # no group to talk to: the common case of a single request
+    if not any_true(n > 1):  # no group to talk to: the common case of a single request
         return 0.0
     kind = "allgather" if c.kind == "ring" else c.kind  # ring attention passes n-1 shards: an all-gather
     total = c.bytes * n if c.kind in ("ring", "allgather") else c.bytes  # the whole buffer
-    nodes = np.clip(-(-c.span // hw.chips_per_node), 1, n)
+    nodes = np.minimum(np.maximum(-(-c.span // hw.chips_per_node), 1), n)  # np.clip, without its dtype checks
     crosses = nodes > 1
-    if not np.any(crosses):
+    if not any_true(crosses):
         return _intra(hw, kind, n, total)
     local = n / nodes  # members of the group in one node
     if kind == "allreduce":  # reduce-scatter and all-gather inside, a tree across nodes on 1/local each
@@ -94,7 +102,7 @@ def handoff_seconds(hw: HardwareSpec, nbytes, hops, crossing):
     """``hops`` point-to-point sends of ``nbytes`` each (pipeline stages handing activations on), ``crossing``
     of them between nodes."""
     up = (hops - crossing) * (hw.scaleup_latency_s + nbytes / (hw.scaleup_bytes_per_s * hw.efficiency.scaleup))
-    if np.any(crossing > 0):
+    if any_true(crossing > 0):
         up = up + np.where(crossing > 0, crossing * _scaleout(hw, 1.0, nbytes), 0.0)
     return up
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSessionInterface
 
 from . import openapi, routes_deprecated, routes_stateless
 from .errors import register_error_handlers
@@ -38,6 +39,20 @@ class StrictJSONProvider(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
 
+class CheckedSessionInterface(SecureCookieSessionInterface):
+    """A cookie whose signature is valid but whose contents are not a session (a list, a bad tagged value:
+    what a leaked secret could forge) opens as an empty session instead of failing the request."""
+
+    def open_session(self, app, request):
+        if not request.cookies.get(self.get_cookie_name(app)):  # the stateless API: no serializer to build
+            return self.session_class()
+        try:
+            return super().open_session(app, request)
+        except Exception:  # noqa: BLE001 - any undecodable payload means "no session"
+            log.warning("a signed session cookie could not be decoded; treating it as no session")
+            return self.session_class()
+
+
 def create_app(config: Mapping[str, Any] | None = None, cors_origins: Iterable[str] | None = None) -> Flask:
     """The perfkit HTTP API.
 
@@ -48,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None, cors_origins: Iterable[s
     """
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)
+    app.session_interface = CheckedSessionInterface()
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         SESSION_COOKIE_NAME="perfkit_session",

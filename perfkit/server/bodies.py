@@ -13,7 +13,7 @@ from typing import Any
 from flask import request
 
 from ..errors import PerfkitError
-from .errors import UnsupportedMediaTypeError
+from .errors import NotFiniteError, UnsupportedMediaTypeError
 
 
 def _reject_constant(name: str):
@@ -86,3 +86,38 @@ def query(required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dic
 def _json_type(value: Any) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def finite(body: Any) -> Any:
+    """``body`` if every number in it is finite and no time (a ``*_ms`` key) is negative; else a
+    :class:`~perfkit.errors.PerfkitError` (422) naming the first bad figure, so that no answer ever carries
+    ``NaN``, ``Infinity`` or a negative time."""
+    bad = _first_bad(body)
+    if bad is not None:
+        path = ".".join(str(k) for k in bad)
+        value = _at(body, bad)
+        raise NotFiniteError(f"the prediction for this configuration has {path} = {value!r}, which is not a "
+                             "physical value; the configuration is outside what perfkit can model", field=path)
+    return body
+
+
+def _first_bad(value: Any) -> list | None:
+    """The keys leading to the first non-finite number or negative ``*_ms`` time, or None (per request: the
+    path is only built when something is wrong)."""
+    items = value.items() if type(value) is dict else enumerate(value) if type(value) is list else ()
+    for key, item in items:
+        kind = type(item)
+        if kind is float:
+            if not -math.inf < item < math.inf or (item < 0 and isinstance(key, str) and key.endswith("_ms")):
+                return [key]
+        elif kind is dict or kind is list:
+            sub = _first_bad(item)
+            if sub is not None:
+                return [key, *sub]
+    return None
+
+
+def _at(body: Any, keys: list) -> Any:
+    for key in keys:
+        body = body[key]
+    return body

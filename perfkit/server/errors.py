@@ -22,6 +22,12 @@ class UnsupportedMediaTypeError(PerfkitError):
     status = 415
 
 
+class NotFiniteError(PerfkitError):
+    """A prediction that came out NaN, infinite or a negative time (HTTP 422): never sent as a number."""
+
+    status = 422
+
+
 class NoSessionError(PerfkitError):
     """A deprecated stateful call made before ``POST /config/load`` (HTTP 409)."""
 
@@ -43,6 +49,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        if (exc.code or 500) >= 500:  # a bug Flask wrapped (e.g. while building the response): say nothing
+            log.error("server error: %r", getattr(exc, "original_exception", exc))
+            return error_response(app, "internal error; the server log has the details", None, exc.code or 500)
         response = error_response(app, f"{exc.name}: {exc.description}", None, exc.code or 500)
         for name, value in exc.get_headers():  # e.g. 405 keeps ``Allow``
             if name.lower() != "content-type":

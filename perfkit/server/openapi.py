@@ -39,7 +39,7 @@ def _size(name: str) -> dict:
 
 
 def _numbers(*names: str) -> dict:
-    return _obj({n: {"type": "number"} for n in names}, names, extra=True)
+    return _obj({n: {"type": "number", "minimum": 0} for n in names}, names, extra=True)
 
 
 #: The real-valued request fields (bounds from perfkit.inputs.REAL_LIMITS).
@@ -111,8 +111,8 @@ def _schemas() -> dict:
                   "hidden_size": {"type": "integer"}}, ("id", "num_layers", "hidden_size"), extra=True)
     return {
         "Error": _obj({"error": {"type": "string"}, "field": {"type": ["string", "null"]}}, ("error", "field")),
-        "ModelId": {"type": "string", "description": "a Hugging Face id 'org/name' (not a path or URL)",
-                    "examples": [EXAMPLE_MODEL]},
+        "ModelId": {"type": "string", "pattern": catalog.MODEL_ID_PATTERN, "maxLength": 193,
+                    "description": "a Hugging Face id 'org/name' (not a path or URL)", "examples": [EXAMPLE_MODEL]},
         "HardwareId": {"type": "string", "enum": catalog.list_hardware()},
         "LayerType": {"type": "string", "enum": list(LAYER_TYPES)},
         "Dtype": {"type": "string", "enum": list(DTYPES)},
@@ -133,15 +133,16 @@ def _schemas() -> dict:
                                "total_weights_gb", "total_activation_gb", "total_kv_cache_gb"),
             "compute": _numbers("flops_per_chip_tflops", "total_flops_tflops"),
             "bottleneck": _numbers("compute_pct", "memory_pct", "communication_pct"),
-            "phase": {"type": "string", "enum": list(PHASES)}, "time_per_instance_ms": {"type": "number"},
-            "hbm_traffic_per_instance_gb": {"type": "number"},
+            "phase": {"type": "string", "enum": list(PHASES)}, "time_per_instance_ms": {"type": "number", "minimum": 0},
+            "hbm_traffic_per_instance_gb": {"type": "number", "minimum": 0},
         }, ("layer_type", "num_instances", "num_chips", "parallelism", "memory", "compute", "bottleneck"),
             extra=True),
         "SystemMetricsRequest": _obj({k: fields[k] for k in (*SYSTEM_REQUIRED, *SYSTEM_OPTIONAL)},
                                      SYSTEM_REQUIRED),
         "SystemMetricsResponse": _obj({
-            "ttft_ms": {"type": "number"}, "tpot_ms": {"type": "number"},
-            "throughput_tokens_s": {"type": "number"}, "total_latency_ms": {"type": "number"},
+            "ttft_ms": {"type": "number", "minimum": 0}, "tpot_ms": {"type": "number", "minimum": 0},
+            "throughput_tokens_s": {"type": "number", "minimum": 0},
+            "total_latency_ms": {"type": "number", "minimum": 0},
             "memory": _numbers("weight_memory_gb", "activation_memory_gb", "kv_cache_gb", "total_memory_gb",
                                "memory_per_chip_gb", "hw_capacity_gb"),
             "system": _obj({
@@ -164,6 +165,9 @@ def _schemas() -> dict:
         "HealthResponse": _obj({"status": {"const": "ok"}, "version": {"type": "string"},
                                 "models": {"type": "integer"}, "hardware": {"type": "integer"}},
                                ("status", "version"), extra=True),
+        "HealthDegraded": _obj({"status": {"const": "degraded"}, "version": {"type": "string"},
+                                "catalog_errors": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                               ("status", "version", "catalog_errors")),
         "LoadRequest": _obj({"model_id": _ref("ModelId"), "hardware_config": _ref("HardwareId")},
                             ("model_id", "hardware_config")),
         "SessionState": _obj({"status": {"type": "string"}, "model_id": {"type": "string"},
@@ -187,7 +191,9 @@ def _json(schema: dict) -> dict:
 def _responses(ok: str, *errors: int, headers: dict | None = None) -> dict:
     reasons = {400: "bad input: the message names the value and the valid choices",
                404: "unknown model or hardware id", 409: "no model loaded in this session",
-               413: "request body too large", 415: "the body is not declared application/json"}
+               413: "request body too large", 415: "the body is not declared application/json",
+               422: "the prediction came out NaN, infinite or a negative time (never sent as a number)",
+               500: "a catalog file is broken (the message names the entry and field) or a bug"}
     out = {"200": {"description": "OK", "content": _json(_ref(ok))}}
     if headers:
         out["200"]["headers"] = headers
@@ -212,7 +218,14 @@ def _op(summary: str, ok: str, errors: tuple, body: dict | None = None, params: 
     return op
 
 
-POST_ERRORS = (400, 404, 413, 415)
+POST_ERRORS = (400, 404, 413, 415, 422)
+
+
+def _health_op() -> dict:
+    op = _op("Liveness, and whether every catalog entry loads", "HealthResponse", (400,))
+    op["responses"]["503"] = {"description": "a catalog entry is broken: catalog_errors names each",
+                              "content": _json(_ref("HealthDegraded"))}
+    return op
 
 
 @cache
@@ -236,7 +249,7 @@ def spec() -> dict:
                 "SystemMetricsResponse", POST_ERRORS, body=_ref("SystemMetricsRequest"))},
             "/api/models": {"get": _op("Bundled models and their key figures", "ModelsResponse", (400,))},
             "/api/hardware": {"get": _op("Hardware systems and their key specs", "HardwareResponse", (400,))},
-            "/api/health": {"get": _op("Liveness", "HealthResponse", (400,))},
+            "/api/health": {"get": _health_op()},
             "/config/load": {"post": _op("Deprecated: load a model and hardware into this client's session",
                                          "SessionState", POST_ERRORS, body=_ref("LoadRequest"),
                                          deprecated=True)},

@@ -109,7 +109,12 @@ def session_layer_metrics(body: dict) -> dict:
 
 def _loaded(call: str) -> dict:
     """The session's model, hardware and layer settings; a session without them says what to call first."""
-    if "model_id" not in session or "hardware_config" not in session:
+    layers = session.get("layers", {})
+    # the cookie is signed, yet its contents are still checked: a secret that leaked must not become a 500
+    valid = (isinstance(session.get("model_id"), str) and isinstance(session.get("hardware_config"), str)
+             and isinstance(layers, Mapping)
+             and all(isinstance(k, str) and isinstance(v, Mapping) for k, v in layers.items()))
+    if not valid:
         raise NoSessionError(
             f"{call} needs a loaded model: call POST /config/load with {{\"model_id\", \"hardware_config\"}} "
             "first (this stateful flow is deprecated: send model_id and hardware_config with each request "
@@ -117,7 +122,7 @@ def _loaded(call: str) -> dict:
             field="model_id",
         )
     return {"model_id": session["model_id"], "hardware_config": session["hardware_config"],
-            "layers": dict(session.get("layers", {}))}
+            "layers": dict(layers)}
 
 
 def _check_layer(loaded: dict, layer_type: str, settings, where: str) -> None:
