@@ -42,6 +42,7 @@ _COLLECTIVE = {
     "launch_s": ("ge0", 0.0, 1e-2, False),
     "step_s": ("ge0", 0.0, 1e-2, False),
     "bus_bytes_per_s": ("pos", 1e3, 1e15, False),
+    "bandwidth_exponent": ("range", -3.0, 3.0, True),
 }
 _PROFILE = {
     "step_overhead_s": ("ge0", 0.0, 10.0, False),
@@ -58,12 +59,13 @@ _UNITS = ("_s", "_bytes", "_per_s", "_tokens", "_gb", "_ms")
 
 def _kind_text(kind: str, low, high) -> str:
     return {"int": f"an integer between {low} and {high}", "pos": f"a number between {low:g} and {high:g}",
+            "range": f"a number between {low:g} and {high:g}",
             "ge0": f"a number between 0 and {high:g}", "frac": "a fraction in (0, 1]"}[kind]
 
 
 def check_number(value: Any, where: str, kind: str = "any", low: float = -INF, high: float = INF,
                  optional: bool = False) -> None:
-    """``value`` is a finite number of ``kind`` (``int``, ``pos``, ``ge0``, ``frac`` or ``any``) in range."""
+    """``value`` is a finite number of ``kind`` (``int``, ``pos``, ``range``, ``ge0``, ``frac`` or ``any``) in range."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -76,7 +78,8 @@ def check_number(value: Any, where: str, kind: str = "any", low: float = -INF, h
         return
     if kind == "int" and not isinstance(value, Integral):
         raise SpecError(f"{where} must be an integer, got {value!r}")
-    ok = {"int": low <= value <= high, "pos": low <= value <= high, "ge0": 0 <= value <= high,
+    ok = {"int": low <= value <= high, "pos": low <= value <= high, "range": low <= value <= high,
+          "ge0": 0 <= value <= high,
           "frac": 0 < value <= 1}[kind]
     if not ok:
         raise SpecError(f"{where} must be {_kind_text(kind, low, high)}, got {value!r}")

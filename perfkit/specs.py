@@ -50,14 +50,8 @@ class CollectiveFit:
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "CollectiveFit":
         names = {f.name for f in fields(cls)}
         _check_keys(data, names - {"bandwidth_exponent"}, origin, optional={"bandwidth_exponent"})
+        # ranges are checked with the rest of the file at load (perfkit.catalog_checks, _COLLECTIVE)
         values = {k: float(v) for k, v in data.items()}
-        for key in ("launch_s", "step_s"):
-            if not 0 <= values[key] < 1e-2:
-                raise SpecError(f"{origin}: {key} must be between 0 and 0.01 s, got {values[key]}")
-        if not values["bus_bytes_per_s"] > 0:
-            raise SpecError(f"{origin}: bus_bytes_per_s must be positive, got {values['bus_bytes_per_s']}")
-        if not -3 <= values.get("bandwidth_exponent", 0.0) <= 3:
-            raise SpecError(f"{origin}: bandwidth_exponent must be between -3 and 3")
         return cls(**values)
 
 
