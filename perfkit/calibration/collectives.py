@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..engine.timing import OPS, op_seconds
 from ..specs import CollectiveFit
-from .measurements import SYSTEMS
+from .measurements import SYSTEMS, shared_data
 
 #: Bytes per element of the tables' ``nccl_dtype`` / ``allreduce_dtype``.
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "float16": 2, "int8": 1, "float32": 4}
@@ -32,12 +32,7 @@ CUSTOM_MAX_BYTES = 16 << 20
 
 def default_dir() -> Path:
     """``shared/data/kernels`` beside the checkout (as CI lays it out)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "data" / "kernels"
-        if candidate.is_dir():
-            return candidate
-    return here.parents[3] / "shared" / "data" / "kernels"
+    return shared_data("kernels")
 
 
 def read_table(folder: Path, stem: str) -> tuple[pd.DataFrame, str] | None:

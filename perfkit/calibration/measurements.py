@@ -37,14 +37,20 @@ CONFIGURATION = ["system", "backend", "gemm_dtype", "moe_dtype", "decode_gpus", 
 REQUIRED_COLUMNS = ("model_path", "system", "backend", "mode", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms")
 
 
-def default_csv() -> Path:
-    """``shared/data/calibration/measured_serving.csv`` beside the checkout (as CI lays it out)."""
+def shared_data(*parts: str) -> Path:
+    """``shared/data/<parts>`` beside the checkout (as CI lays it out): the nearest one that exists, else where
+    it would be."""
     here = Path(__file__).resolve()
     for parent in here.parents:
-        candidate = parent / "shared" / "data" / "calibration" / "measured_serving.csv"
-        if candidate.is_file():
+        candidate = parent.joinpath("shared", "data", *parts)
+        if candidate.exists():
             return candidate
-    return here.parents[3] / "shared" / "data" / "calibration" / "measured_serving.csv"
+    return here.parents[3].joinpath("shared", "data", *parts)
+
+
+def default_csv() -> Path:
+    """``shared/data/calibration/measured_serving.csv`` beside the checkout."""
+    return shared_data("calibration", "measured_serving.csv")
 
 
 def _num(frame: pd.DataFrame, column: str, default: float = 1.0) -> pd.Series:

@@ -71,10 +71,16 @@ def attended_tokens(new, context, window: int, prefill: bool):
     return np.minimum(context, window) if window else context
 
 
+def attention_ranks(cfg):
+    """Attention copies in one replica that each hold their own sequences (data parallel x replicated
+    copies): each caches and schedules its own."""
+    return _p(cfg, "attention", "data_parallel") * copies(cfg, "attention")
+
+
 def attention_sequences(cfg, batch):
-    """Sequences on one chip's attention: data parallel and replicated copies split them (the busiest chip
-    holds the rounded-up share)."""
-    return np.ceil(batch / (_p(cfg, "attention", "data_parallel") * copies(cfg, "attention")))
+    """Sequences on one chip's attention: the attention ranks split them (the busiest chip holds the
+    rounded-up share)."""
+    return np.ceil(batch / attention_ranks(cfg))
 
 
 def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:

@@ -36,7 +36,7 @@ import numpy as np
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
 from . import layout, load, price
-from .costs import COSTS, Pass, attention_sequences, instances
+from .costs import COSTS, Pass, attention_ranks, attention_sequences, instances
 from .timing import any_true, communication_seconds, compute_seconds, handoff_seconds, memory_seconds
 
 BOTTLENECKS = np.array(["compute", "memory", "communication"])
@@ -59,8 +59,7 @@ def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: P
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
     layer_overhead = hw.efficiency.layer_overhead_s + (profile.prefill_layer_overhead_s if p.prefill else 0.0)
     # attention data-parallel ranks schedule their own sequences (one engine core or scheduler each)
-    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")
-    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * np.ceil(p.batch / ranks)
+    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * attention_sequences(cfg, p.batch)
                + model.num_layers * layer_overhead)
     costs = {}
     for layer_type in layout.LAYER_TYPES:
@@ -113,6 +112,12 @@ def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg,
     return {"seconds": seconds, "parts": parts, "costs": full["costs"]}
 
 
+def _kv_scale(cfg, batch):
+    """A pipeline's prefill holds one micro-batch's activations at a time but the KV cache of every
+    sequence: the whole batch's KV over one micro-batch's (1 without a pipeline)."""
+    return attention_sequences(cfg, batch) / attention_sequences(cfg, np.ceil(batch / micro_batches(cfg, batch)))
+
+
 def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips, kv_scale) -> dict:
     """Bytes per chip (the fullest chip) and summed over all chips, by kind; ``costs`` are those of one
     micro-batch, whose KV cache is ``1 / kv_scale`` of the whole batch's."""
@@ -150,9 +155,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
     cached = isl + osl
     mean_context = isl + osl / 2.0
     prefill = _pipelined(model, hw, profile, cfg, Pass(batch, isl, isl, cached, prefill=True), replica_chips)
-    # a pipeline's prefill holds one micro-batch's activations at a time, but the KV cache of every sequence
-    kv_scale = attention_sequences(cfg, batch) / attention_sequences(cfg, np.ceil(batch / micro_batches(cfg, batch)))
-    mem = _memory(model, hw, cfg, prefill["costs"], chips, kv_scale)
+    mem = _memory(model, hw, cfg, prefill["costs"], chips, _kv_scale(cfg, batch))
     per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
     fits = per_chip <= hw.memory_bytes
     code = code | np.where(fits, 0, layout.DOES_NOT_FIT)
@@ -234,8 +237,8 @@ def _running(hw, profile, cfg, batch, mem):
     """Sequences of one replica whose KV cache fits at once next to the weights and one prompt chunk's
     activations (at most ``batch``)."""
     isl = cfg["input_seq"]
-    ranks = cfg["layers.attention.data_parallel"] * layout.copies(cfg, "attention")  # each caches its own
-    rank_batch = np.ceil(batch / ranks)
+    ranks = attention_ranks(cfg)  # each caches its own
+    rank_batch = attention_sequences(cfg, batch)
     kv_per_sequence = mem["chip_kv"] / rank_batch
     # chunked prefill bounds the activations to one chunk of the rank's prompts
     chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
@@ -265,8 +268,7 @@ def continuous_prices(model: ModelSpec, hw: HardwareSpec, profile: ServingProfil
     batch = np.ceil(cfg["batch_size"] / layout.replicas(cfg))
     replica_chips = layout.replica_chips(cfg)
     prefill = _pipelined(model, hw, profile, cfg, Pass(batch, isl, isl, isl + osl, prefill=True), replica_chips)
-    kv_scale = attention_sequences(cfg, batch) / attention_sequences(cfg, np.ceil(batch / micro_batches(cfg, batch)))
-    mem = _memory(model, hw, cfg, prefill["costs"], layout.replicas(cfg) * replica_chips, kv_scale)
+    mem = _memory(model, hw, cfg, prefill["costs"], layout.replicas(cfg) * replica_chips, _kv_scale(cfg, batch))
     return step_prices(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
 
 
