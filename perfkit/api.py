@@ -154,7 +154,8 @@ def layer_metrics(request: dict) -> dict:
     model = catalog.model_spec(flat["model_id"])
     hw = catalog.hardware_spec(flat["hardware_config"])
     out = {k: (v.item() if isinstance(v, (np.ndarray, np.generic)) else v)
-           for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode).items()}
+           for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode,
+                                                  catalog.serving_profile(flat.get("serving_engine", "generic"))).items()}
     # the request names this layer's settings without the "layers.<type>." prefix of the flat paths
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **_chips(flat)},
                       strip=f"layers.{layer_type}.")

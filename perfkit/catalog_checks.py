@@ -36,7 +36,6 @@ _EFFICIENCY = {
     "scaleout": ("frac", 0.0, 1.0, False),
     "matmul_half_tokens": ("ge0", 0.0, 1e9, False),
     "expert_half_tokens": ("ge0", 0.0, 1e9, False),
-    "layer_overhead_s": ("ge0", 0.0, 1.0, False),
 }
 _COLLECTIVE = {
     "launch_s": ("ge0", 0.0, 1e-2, False),
@@ -47,7 +46,8 @@ _COLLECTIVE = {
 _PROFILE = {
     "step_overhead_s": ("ge0", 0.0, 10.0, False),
     "sequence_overhead_s": ("ge0", 0.0, 10.0, False),
-    "prefill_layer_overhead_s": ("ge0", 0.0, 10.0, False),
+    "launch_s": ("ge0", 0.0, 1e-2, False),
+    "kernel_gap_s": ("ge0", 0.0, 1e-2, False),
     "request_overhead_s": ("ge0", 0.0, 100.0, False),
     "prefill_interference": ("ge0", 0.0, 1e3, False),
     "ramp": ("ge0", 0.0, 1e3, False),

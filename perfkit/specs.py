@@ -18,12 +18,13 @@ from .errors import SpecError
 
 @dataclass(frozen=True)
 class Efficiency:
-    """How close real kernels and links get to the datasheet; fitted by ``perfkit calibrate``.
+    """How close real kernels and links get to the datasheet.
 
-    A GEMM that processes ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak;
-    the grouped GEMMs of mixture-of-experts layers, with ``m`` rows per active expert, reach
-    ``matmul * m / (m + expert_half_tokens)`` (each active expert pads its rows to whole MMA tiles); HBM streams at ``hbm`` of its bandwidth; links carry ``scaleup``/``scaleout`` of theirs; every
-    transformer layer pays ``layer_overhead_s`` per pass (kernel launch gaps).
+    Links carry ``scaleup``/``scaleout`` of their bandwidth; elementwise kernels stream HBM at ``hbm`` of its
+    bandwidth. Layers run the kernel models of :class:`KernelModels`; for a chip whose file has no
+    ``kernels:`` block the remaining figures are their priors (:meth:`HardwareSpec.kernel_models`): a GEMM of
+    ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak, and the grouped GEMMs of
+    mixture-of-experts layers, with ``m`` rows per active expert, ``matmul * m / (m + expert_half_tokens)``.
     """
 
     matmul: float
@@ -32,7 +33,6 @@ class Efficiency:
     hbm: float
     scaleup: float
     scaleout: float
-    layer_overhead_s: float
     source: str = ""
 
 
@@ -88,9 +88,10 @@ class Collectives:
 class ServingProfile:
     """What a serving engine (TensorRT-LLM, vLLM, SGLang, or a generic average) adds to the kernels.
 
-    ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it);
-    a prefill pass also pays ``prefill_layer_overhead_s`` per layer (eager kernel launches and host work,
-    where decode steps replay captured graphs).
+    ``kernels`` names the backend whose fitted kernel models (``kernels:`` of the hardware files) its layers
+    run. ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it);
+    the GPU idles ``kernel_gap_s`` between kernels; a prefill runs eagerly and the host needs ``launch_s``
+    per kernel (decode steps replay captured CUDA graphs), so a short prompt waits for the launches.
     Under continuous batching each decode step also carries ``prefill_interference`` of the prefill work of
     the requests that arrive meanwhile; a new request waits ``ramp`` of a whole-batch prefill (arrival
     bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
@@ -101,9 +102,11 @@ class ServingProfile:
 
     name: str
     description: str
+    kernels: str
     step_overhead_s: float
     sequence_overhead_s: float
-    prefill_layer_overhead_s: float
+    launch_s: float
+    kernel_gap_s: float
     prefill_interference: float
     ramp: float
     prefill_chunk_tokens: float
@@ -119,8 +122,8 @@ class ServingProfile:
         data = dict(data)
         _check_keys(data, {f.name for f in fields(cls)}, origin)
         _check_keys(data["band"], set(cls.BAND_KEYS), origin)
-        for key in ("step_overhead_s", "sequence_overhead_s", "prefill_layer_overhead_s", "prefill_interference", "ramp",
-                    "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
+        for key in ("step_overhead_s", "sequence_overhead_s", "launch_s", "kernel_gap_s", "prefill_interference",
+                    "ramp", "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
             data[key] = float(data[key])
             if data[key] < 0:
                 raise SpecError(f"{origin}: {key} must not be negative, got {data[key]}")

@@ -285,7 +285,7 @@ def _edit_yaml(path: Path, field: str, value_text: str) -> None:
     ("chips_per_node", "0", r"chips_per_node must be an integer between 1 and"),
     ("chips_per_node", "8.5", r"chips_per_node must be an integer, got 8\.5"),
     ("efficiency.hbm", "-1", r"efficiency\.hbm must be a fraction in \(0, 1\]"),
-    ("efficiency.layer_overhead_s", ".inf", r"efficiency\.layer_overhead_s must be a finite number"),
+    ("efficiency.matmul_half_tokens", ".inf", r"efficiency\.matmul_half_tokens must be a finite number"),
     ("scaleout_latency_s", "true", r"scaleout_latency_s must be .*got True"),
 ])
 def test_broken_hardware_file_names_entry_and_field(hardware_dir, field, value, message):
@@ -508,7 +508,7 @@ _H100 = _hardware_dict("nvidia_h100_hgx")
 _HW_FIELDS = ["chips_per_node", "max_chips", "memory_bytes", "hbm_bytes_per_s", "scaleup_bytes_per_s",
               "scaleup_latency_s", "scaleout_bytes_per_s", "scaleout_latency_s", "efficiency.matmul",
               "efficiency.hbm", "efficiency.scaleup", "efficiency.scaleout", "efficiency.matmul_half_tokens",
-              "efficiency.layer_overhead_s", "peak_flops_per_s.bf16", "peak_flops_per_s.fp8"]
+              "efficiency.expert_half_tokens", "peak_flops_per_s.bf16", "peak_flops_per_s.fp8"]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,

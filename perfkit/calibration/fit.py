@@ -19,22 +19,17 @@ from .predict import predict
 
 log = logging.getLogger(__name__)
 
-#: Fitted hardware efficiency fields and their bounds.
-HARDWARE_BOUNDS = {  # matmul stays at the measured best (matmul_measured.csv)
-    # MMA tiles are 64 rows: a GEMM of m rows keeps at least m/64 of a tile busy, so half efficiency comes
-    # by 64 rows (a larger value would make batch-1 decode compute-bound, which it is not).
-    "matmul_half_tokens": (1.0, 64.0),
-    # Grouped expert GEMMs pad every active expert's rows to whole tiles and stream its weights once per
-    # tile column: a prefill's 100-200 rows per expert sit well below peak (up to 8 tiles of 64 rows).
-    "expert_half_tokens": (1.0, 512.0),
-    "hbm": (0.3, 1.0),
-    "layer_overhead_s": (0.0, 2e-4),
-}
+#: Fitted hardware efficiency fields and their bounds: none since the kernel models (``kernels:`` of the
+#: hardware files, fitted to measured kernel tables by ``perfkit calibrate --kernels``) price every layer;
+#: the serving fit keeps them frozen and fits only what kernels cannot see (the profiles below).
+HARDWARE_BOUNDS: dict[str, tuple[float, float]] = {}
 #: Fitted serving-profile fields and their bounds.
 PROFILE_BOUNDS = {
     "step_overhead_s": (0.0, 0.05),
     "sequence_overhead_s": (0.0, 5e-4),
-    "prefill_layer_overhead_s": (0.0, 0.01),
+    # host time per launch of an eager prefill's kernels: PyTorch dispatch and a CUDA launch, 2-40 us
+    "launch_s": (2e-6, 4e-5),
+    "kernel_gap_s": (0.0, 5e-6),  # GPU idle between kernels (a graph replay's gaps are ~1 us)
     "prefill_interference": (0.0, 4.0),
     "ramp": (0.0, 1.0),
     "prefill_chunk_tokens": (256.0, 65536.0),
@@ -81,13 +76,10 @@ def _unpack(x, archs, engines):
 
 #: Where every fit starts (so that the shipped parameters reproduce whatever the files hold now).
 PRIORS = {
-    "matmul_half_tokens": 32.0,
-    "expert_half_tokens": 64.0,
-    "hbm": 0.85,
-    "layer_overhead_s": 1e-5,
     "step_overhead_s": 0.002,
     "sequence_overhead_s": 1e-5,
-    "prefill_layer_overhead_s": 5e-4,
+    "launch_s": 8e-6,
+    "kernel_gap_s": 1e-6,
     "prefill_interference": 1.0,
     "ramp": 0.05,
     "prefill_chunk_tokens": 2048.0,

@@ -16,9 +16,11 @@ PROFILE_TEMPLATE = """\
 # Written by `perfkit calibrate`; see benchmarks/ACCURACY.md.
 name: {name}
 description: "{description}"
-step_overhead_s: {step_overhead_s:.6g}          # per engine step: scheduling, launch, sampling
+kernels: {kernels}                   # the backend whose fitted kernel models (hardware files' kernels:) it runs
+step_overhead_s: {step_overhead_s:.6g}          # per engine step: scheduling, graph launch, sampling
 sequence_overhead_s: {sequence_overhead_s:.6g}    # per sequence per step (bookkeeping, sampling, detokenization)
-prefill_layer_overhead_s: {prefill_layer_overhead_s:.6g}  # per layer of a prefill pass (eager launches, host work; decode replays graphs)
+launch_s: {launch_s:.6g}                 # host time per kernel launch of an eager prefill (decode replays CUDA graphs)
+kernel_gap_s: {kernel_gap_s:.6g}             # GPU idle between consecutive kernels
 prefill_interference: {prefill_interference:.6g}       # share of each new request's prefill that stalls the running decodes
 ramp: {ramp:.6g}                      # share of a full-batch prefill a request waits for on average (arrival bursts)
 prefill_chunk_tokens: {prefill_chunk_tokens:.6g}      # prompt tokens per engine step under chunked prefill (each chunk rides a decode step)
@@ -36,6 +38,7 @@ source: "{source}"
 def write_profile(profile: ServingProfile, folder: Path) -> Path:
     values = {k: getattr(profile, k) for k in (*PROFILE_BOUNDS, "memory_utilization")}
     text = PROFILE_TEMPLATE.format(name=profile.name, description=profile.description, source=profile.source,
+                                   kernels=profile.kernels,
                                    **values, **profile.band)
     path = Path(folder) / f"{profile.name}.yaml"
     path.write_text(text)

@@ -13,6 +13,7 @@ broadcasts over configurations.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,51 @@ class Collective:
 
 
 @dataclass
+class Gemm:
+    """A weight GEMM: ``m`` rows (tokens on this chip) times a ``k x n`` weight shard, ``count`` times per
+    layer instance (a fraction where dense and expert layers are averaged)."""
+
+    m: np.ndarray
+    n: float | np.ndarray
+    k: float | np.ndarray
+    count: float = 1.0
+
+
+@dataclass
+class AttentionCore:
+    """The attention kernel proper (scores, softmax, values) of one chip: ``batch`` sequences with ``new``
+    queries each over ``context`` keys, ``heads`` query heads and ``kv_heads`` cached heads of ``head_dim``
+    on this chip; MLA layers (``mla``) attend in the latent space (see :func:`attention`)."""
+
+    batch: np.ndarray
+    new: np.ndarray
+    context: np.ndarray
+    heads: np.ndarray
+    kv_heads: np.ndarray
+    head_dim: float
+    windows: tuple[tuple[float, int], ...]
+    kv_dtype: np.ndarray
+    mla: bool
+    prefill: bool
+
+
+@dataclass
+class Experts:
+    """A mixture-of-experts layer's routed experts on one chip: ``tokens`` entering the expert-parallel group
+    each pick ``topk`` of ``experts`` experts of width ``inter`` (split ``tp`` ways, spread ``ep`` ways), in
+    ``share`` of the layers."""
+
+    tokens: np.ndarray
+    hidden: int
+    inter: int
+    topk: int
+    experts: int
+    tp: np.ndarray
+    ep: np.ndarray
+    share: float = 1.0
+
+
+@dataclass
 class LayerCost:
     weight_bytes: np.ndarray
     activation_bytes: np.ndarray
@@ -43,6 +89,10 @@ class LayerCost:
     collectives: list[Collective] = field(default_factory=list)
     expert_flops: np.ndarray | float = 0.0  # the part of ``flops`` in grouped expert GEMMs
     expert_rows: np.ndarray | float = 1.0  # rows per active expert in those GEMMs
+    # the kernels that do the work, for the kernel models of engine/kernels (timing.kernel_seconds)
+    gemms: list[Gemm] = field(default_factory=list)
+    core: AttentionCore | None = None
+    experts: Experts | None = None
 
 
 @dataclass
@@ -99,6 +149,11 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         out = heads * model.v_head_dim * d
         params_chip = q_down + kv_down + (q_up + kv_up + out) / tp
         kv_width = np.full_like(heads_chip, model.kv_lora_rank + model.qk_rope_head_dim, dtype=float)
+        shapes = [(model.q_lora_rank, d)] if model.q_lora_rank else []  # (n, k) of each projection
+        shapes += [(model.kv_lora_rank + model.qk_rope_head_dim, d), (heads_chip * qk_dim, model.q_lora_rank or d),
+                   (heads_chip * (model.qk_nope_head_dim + model.v_head_dim), model.kv_lora_rank),
+                   (d, heads_chip * model.v_head_dim)]
+        core_heads, core_kv_heads, core_dim = heads_chip, np.ones_like(heads_chip), float(qk_dim)
         # prefill runs the expanded heads; decode attends in the latent space (weight absorption)
         score_dim = qk_dim if p.prefill else model.kv_lora_rank + model.qk_rope_head_dim
         value_dim = model.v_head_dim if p.prefill else model.kv_lora_rank
@@ -108,6 +163,8 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         kv_heads_chip = np.maximum(model.num_kv_heads / tp, 1.0)  # replicated once tp exceeds them
         params_chip = 2 * d * heads_chip * hd + 2 * d * kv_heads_chip * hd
         kv_width = 2 * kv_heads_chip * hd
+        shapes = [((heads_chip + 2 * kv_heads_chip) * hd, d), (d, heads_chip * hd)]
+        core_heads, core_kv_heads, core_dim = heads_chip, kv_heads_chip, float(hd)
         score_dim = value_dim = hd
         qkv_width = 2 * heads_chip * hd + kv_width
     # Everything below is per sequence first (arrays over the attention's own axes), then times the
@@ -134,6 +191,9 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         hbm_bytes=weights + activations + seqs * kv_traffic,
         gemm_rows=tokens,
         collectives=collectives,
+        gemms=[Gemm(tokens, n, k) for n, k in shapes],
+        core=AttentionCore(seqs, new, p.context / cp, core_heads, core_kv_heads, core_dim, model.window_fractions,
+                           cfg["kv_dtype"], model.is_mla, p.prefill),
     )
 
 
@@ -155,8 +215,10 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     own = np.ceil(seqs / ep) * p.new / sp
     if n_dense:
         params = 3 * d * model.intermediate_size / tp
-        parts.append((n_dense, _ffn_cost(params, params, own, own, d, model.intermediate_size / tp,
-                                         wbytes, abytes, tp)))
+        width = model.intermediate_size / tp
+        cost = _ffn_cost(params, params, own, own, d, width, wbytes, abytes, tp)
+        cost.gemms = [Gemm(own, 2 * width, d), Gemm(own, d, width)]  # gate and up fused, then down
+        parts.append((n_dense, cost))
     if n_moe:
         expert = 3 * d * model.moe_intermediate_size / tp
         local = model.num_experts / ep
@@ -171,6 +233,12 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         cost.expert_flops = cost.flops
         cost.expert_rows = routed / (model.num_experts * touched)  # rows per active expert
         cost.flops = cost.flops + 2 * own * (shared + d * model.num_experts)  # shared experts and router
+        cost.experts = Experts(tokens, d, model.moe_intermediate_size, model.experts_per_token, model.num_experts,
+                               tp, ep)
+        cost.gemms = [Gemm(own, model.num_experts, d)]  # the router
+        if model.num_shared_experts:
+            shared_width = model.num_shared_experts * model.moe_intermediate_size / tp
+            cost.gemms += [Gemm(own, 2 * shared_width, d), Gemm(own, d, shared_width)]
         # Dispatch and combine: each of the group's tokens goes to its top-k experts and back. The tp ranks of
         # a token's expert-parallel rank each move 1/tp of the exchange (their shard of the token's rows).
         moved = 2 * tokens / ep * model.experts_per_token * d * abytes / tp
@@ -213,6 +281,8 @@ def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
                      for n, cost in parts for c in cost.collectives],
         expert_flops=mix(a.expert_flops, b.expert_flops),
         expert_rows=np.maximum(a.expert_rows, b.expert_rows),  # the dense part has no expert GEMMs
+        gemms=[Gemm(g.m, g.n, g.k, g.count * n / total) for n, cost in parts for g in cost.gemms],
+        experts=next((dataclasses.replace(c.experts, share=n / total) for n, c in parts if c.experts), None),
     )
 
 
@@ -253,6 +323,7 @@ def embedding(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         flops=2 * head_rows * d * vocab / tp,
         hbm_bytes=vocab * d / tp * wbytes + tokens * d * abytes * 2 + head_rows * vocab / tp * 4.0,
         gemm_rows=head_rows,
+        gemms=[Gemm(head_rows, vocab / tp, d)],
         collectives=[
             Collective("allreduce", tokens * d * abytes, tp, tp),
             Collective("allgather", head_rows * vocab / tp * 4.0, tp, tp),

@@ -35,41 +35,53 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
-from . import layout, load, price
+from . import kernel_time, layout, load, price
 from .costs import COSTS, Pass, attention_ranks, attention_sequences, instances
-from .timing import any_true, communication_seconds, compute_seconds, handoff_seconds, memory_seconds
+from .timing import any_true, communication_seconds, handoff_seconds
 
 BOTTLENECKS = np.array(["compute", "memory", "communication"])
 STATIC, CONTINUOUS = 0, 1
 SERVING_MODES = ("static", "continuous")
 
 
-def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pass):
-    """The cost of one instance of ``layer_type`` and its compute, memory and communication seconds."""
+def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pass, kt: kernel_time.KernelTable):
+    """The cost of one instance of ``layer_type``, its compute, memory and communication seconds (the roofline
+    parts that name the bottleneck) and ``busy``: the seconds its kernels take (the kernel models)."""
     cost = COSTS[layer_type](model, cfg, p)
-    compute = compute_seconds(hw, cost, cfg[f"layers.{layer_type}.dtype"])
-    memory = memory_seconds(hw, cost)
+    dtype = cfg[f"layers.{layer_type}.dtype"]
+    compute, memory = kernel_time.roofline(kt, hw, cost, dtype)
     comm = communication_seconds(hw, cost)
-    return cost, compute, memory, comm
+    busy = kernel_time.busy_seconds(kt, hw, cost, dtype, p.prefill) if kernel_time.has_kernels(cost) \
+        else np.maximum(compute, memory)
+    return cost, compute, memory, comm, busy
 
 
 def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass) -> dict:
     """Seconds of one engine step of ``p.batch`` sequences through the whole model on one replica (every
-    pipeline stage in turn, no overlap), and its parts."""
+    pipeline stage in turn, no overlap), and its parts.
+
+    The GPU is busy for the layers' kernels and collectives plus ``kernel_gap_s`` between kernels. A
+    prefill runs eagerly: the host launches every kernel (``launch_s`` each) and the GPU waits for it where
+    the kernels are shorter (a short prompt), so the pass takes the longer of the two. Decode steps replay
+    captured CUDA graphs: one launch per step, inside ``step_overhead_s``. Every step also pays the
+    engine's scheduling per sequence (attention data-parallel ranks schedule their own)."""
+    kt = kernel_time.table(hw, profile.kernels, model)
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
-    layer_overhead = hw.efficiency.layer_overhead_s + (profile.prefill_layer_overhead_s if p.prefill else 0.0)
-    # attention data-parallel ranks schedule their own sequences (one engine core or scheduler each)
-    seconds = (profile.step_overhead_s + profile.sequence_overhead_s * attention_sequences(cfg, p.batch)
-               + model.num_layers * layer_overhead)
+    gpu, kernels = 0.0, 0.0
     costs = {}
     for layer_type in layout.LAYER_TYPES:
-        cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)
+        cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt)
         n = instances(model, layer_type)
-        seconds = seconds + n * (np.maximum(compute, memory) + comm)
+        gpu = gpu + n * (busy + comm)
+        kernels = kernels + n * kernel_time.kernel_count(layer_type, cost)
         parts["compute"] = parts["compute"] + n * compute
         parts["memory"] = parts["memory"] + n * memory
         parts["communication"] = parts["communication"] + n * comm
         costs[layer_type] = cost
+    gpu = gpu + kernels * profile.kernel_gap_s
+    if p.prefill:
+        gpu = np.maximum(gpu, kernels * profile.launch_s)
+    seconds = profile.step_overhead_s + profile.sequence_overhead_s * attention_sequences(cfg, p.batch) + gpu
     return {"seconds": seconds, "parts": parts, "costs": costs}
 
 
@@ -272,13 +284,15 @@ def continuous_prices(model: ModelSpec, hw: HardwareSpec, profile: ServingProfil
     return step_prices(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
 
 
-def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool) -> dict:
+def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, decode: bool,
+                   profile: ServingProfile) -> dict:
     """One layer type's per-instance figures for a prefill of ``seq_length`` tokens (or, with ``decode``,
-    one decode step at a context of ``seq_length``)."""
+    one decode step at a context of ``seq_length``), its kernels as ``profile``'s engine runs them."""
     cfg = layout.with_spans(cfg)
     batch, seq = cfg["batch_size"], cfg["seq_length"]
     p = Pass(batch, 1, seq, seq, prefill=False) if decode else Pass(batch, seq, seq, seq, prefill=True)
-    cost, compute, memory, comm = layer_times(model, hw, cfg, layer_type, p)
+    kt = kernel_time.table(hw, profile.kernels, model)
+    cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt)
     total = compute + memory + comm
     return {
         "num_instances": instances(model, layer_type),
@@ -291,6 +305,6 @@ def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, dec
         "compute_pct": 100.0 * compute / total,
         "memory_pct": 100.0 * memory / total,
         "communication_pct": 100.0 * comm / total,
-        "time_ms": (np.maximum(compute, memory) + comm) * 1e3,
+        "time_ms": (busy + comm) * 1e3,
         "code": layout.check(model, hw, cfg),
     }
