@@ -138,8 +138,10 @@ def check_kernels(block: Any, origin: str) -> None:
         raise SpecError(f"{origin}: kernels must be a mapping of backend -> family -> variant -> params")
     if "source" in block and not isinstance(block["source"], str):
         raise SpecError(f"{origin}: kernels.source must be text, got {type(block['source']).__name__}")
+    if block.get("status", "fitted") not in ("fitted", "sourced"):
+        raise SpecError(f"{origin}: kernels.status must be 'fitted' or 'sourced', got {block['status']!r}")
     for backend, families in block.items():
-        if backend == "source":
+        if backend in ("source", "status"):
             continue
         if not isinstance(families, Mapping):
             raise SpecError(f"{origin}: kernels.{backend} must be a mapping of kernel family -> variants")

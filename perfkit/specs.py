@@ -102,14 +102,22 @@ class KernelModels:
 
     fits: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
     source: str
+    #: ``fitted`` to this chip's own kernel tables, or ``sourced`` (a fitted chip's curve shapes at this
+    #: chip's published microbenchmark levels: not kernel-calibrated, see calibration/kernels/sourced.py)
+    status: str = "fitted"
+
+    STATUSES = ("fitted", "sourced")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "KernelModels":
         if not isinstance(data, Mapping):
             raise SpecError(f"{origin}: 'kernels' must be a mapping of backend -> family -> variant -> params")
         fits = {}
+        status = str(data.get("status", "fitted"))
+        if status not in cls.STATUSES:
+            raise SpecError(f"{origin}: kernels.status must be one of {list(cls.STATUSES)}, got {status!r}")
         for backend, families in data.items():
-            if backend == "source":
+            if backend in ("source", "status"):
                 continue
             where = f"{origin}: kernels.{backend}"
             if not isinstance(families, Mapping):
@@ -123,7 +131,7 @@ class KernelModels:
                     if not isinstance(values, Mapping):
                         raise SpecError(f"{where}.{family}.{variant} must be a mapping of parameter -> number")
                     fits[str(backend)][str(family)][str(variant)] = {str(k): float(v) for k, v in values.items()}
-        return cls(fits=fits, source=str(data.get("source", "")))
+        return cls(fits=fits, source=str(data.get("source", "")), status=status)
 
     def backends(self) -> tuple[str, ...]:
         return tuple(self.fits)
@@ -132,12 +140,18 @@ class KernelModels:
         """The fitted parameters of ``family`` / ``variant`` for ``backend``, with a fallback: first the exact
         variant, looked up in ``backend``, then ``trtllm``, then any other backend (in file order); then the
         variants of :data:`KERNEL_VARIANT_FALLBACK` in the same backend order. ``None`` if none fits."""
-        order = [b for b in dict.fromkeys((backend, "trtllm", *self.fits)) if family in self.fits.get(b, {})]
         for candidate in (variant, *KERNEL_VARIANT_FALLBACK.get(variant, ())):
-            for b in order:
-                found = self.fits[b][family].get(candidate)
-                if found is not None:
-                    return found
+            found = self.exact(backend, family, candidate)
+            if found is not None:
+                return found
+        return None
+
+    def exact(self, backend: str, family: str, variant: str) -> Mapping[str, float] | None:
+        """The parameters of exactly ``variant``: from ``backend``, else ``trtllm``, else any other backend."""
+        for b in dict.fromkeys((backend, "trtllm", *self.fits)):
+            found = self.fits.get(b, {}).get(family, {}).get(variant)
+            if found is not None:
+                return found
         return None
 
 

@@ -117,7 +117,7 @@ def fit(measured: pd.DataFrame, max_nfev: int = 60, engines: Iterable[str] = ENG
     rows = rows[rows["backend"].isin(engines)]
     valid = predict(rows)["valid"].to_numpy(bool)
     rows = rows[valid]
-    archs = architectures(rows["hardware_config"].unique())
+    archs = architectures(rows["hardware_config"].unique()) if HARDWARE_BOUNDS else {}
     engine_names = sorted(rows["backend"].unique())
     x0, lo, hi = _start(archs, engine_names)
     scale = np.where(hi > 0, hi - lo, 1.0)

@@ -71,10 +71,11 @@ def _number(value: float) -> str:
 
 def yaml_block(block: dict) -> str:
     """The ``kernels:`` block as YAML text, one flow mapping of parameters per variant."""
-    lines = ["kernels:                             # fitted kernel time models; see perfkit/engine/kernels",
+    lines = ["kernels:                             # kernel time models; see perfkit/engine/kernels",
+             *([f"  status: {block['status']}"] if "status" in block else []),
              f'  source: "{block["source"]}"']
     for backend, families in block.items():
-        if backend == "source":
+        if backend in ("source", "status"):
             continue
         lines.append(f"  {backend}:")
         for family, variants in families.items():
