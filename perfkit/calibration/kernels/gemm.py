@@ -18,8 +18,10 @@ TABLE = "gemm_perf"
 VARIANTS = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "fp4",
             "sq": "int8", "int8_wo": "int8_wo", "int4_wo": "int4"}
 _NAMES = tuple(PARAMS)
-_X0 = {"plateau": 0.6, "bandwidth": 0.8, "m_half": 32.0, "sharpness": 3.0, "launch_s": 5e-6}
-_SCALE = {"plateau": 0.1, "bandwidth": 0.1, "m_half": 32.0, "sharpness": 1.0, "launch_s": 1e-6}
+_X0 = {"plateau": 0.6, "bandwidth": 0.8, "m_half": 32.0, "sharpness": 3.0, "launch_s": 3e-6, "k_step_s": 1e-9,
+       "k_split": 2048.0, "row_s": 1e-10}
+_SCALE = {"plateau": 0.1, "bandwidth": 0.1, "m_half": 32.0, "sharpness": 1.0, "launch_s": 1e-6, "k_step_s": 1e-9,
+          "k_split": 1000.0, "row_s": 1e-10}
 
 
 def _chip(hardware, variant: str) -> tuple[float, float, float]:

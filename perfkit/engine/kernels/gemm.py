@@ -30,7 +30,10 @@ PARAMS: dict[str, tuple[float, float]] = {
     "bandwidth": (0.05, 1.5),     # fraction of HBM bandwidth weight reads reach (>1 only from L2 reuse)
     "m_half": (0.0, 4096.0),      # rows of padding-equivalent work: efficiency m / (m + m_half)
     "sharpness": (1.0, 8.0),      # p of the p-norm joining the read and compute times
-    "launch_s": (0.0, 1e-4),      # fixed cost per call, seconds
+    "launch_s": (0.0, 1e-3),      # fixed cost per call (launch, host-side quantization ops), seconds
+    "k_step_s": (0.0, 1e-7),      # serial latency per element of k of one tile's reduction loop, seconds
+    "k_split": (16.0, 1e6),       # k beyond which the reduction is split over CTAs (the serial part saturates)
+    "row_s": (0.0, 1e-7),         # seconds per row of m outside the GEMM (activation quantization, scaling)
 }
 
 
@@ -43,7 +46,8 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
     ``weight_bytes``: bytes per weight element (2 bf16, 1 fp8/int8, 0.5 fp4/int4); ``activation_bytes``:
     bytes per activation element read and written (2: 16-bit activations).
 
-    >>> p = {"plateau": 0.8, "bandwidth": 0.8, "m_half": 0.0, "sharpness": 4.0, "launch_s": 0.0}
+    >>> p = {"plateau": 0.8, "bandwidth": 0.8, "m_half": 0.0, "sharpness": 4.0, "launch_s": 0.0,
+    ...      "k_step_s": 0.0, "k_split": 2048.0, "row_s": 0.0}
     >>> t = gemm_seconds(p, [1, 65536], 8192, 8192, 989e12, 3.35e12, 2.0)
     >>> bool(t[0] >= 8192 * 8192 * 2 / (0.8 * 3.35e12)), bool(t[1] >= 2 * 65536 * 8192 ** 2 / (0.8 * 989e12))
     (True, True)
@@ -55,4 +59,5 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
     p = params["sharpness"]
     big = np.maximum(t_read, t_compute)
     # the p-norm written around the larger term, so that no power overflows
-    return big * ((t_read / big) ** p + (t_compute / big) ** p) ** (1.0 / p) + params["launch_s"]
+    serial = params["k_step_s"] * k * params["k_split"] / (k + params["k_split"])
+    return big * ((t_read / big) ** p + (t_compute / big) ** p) ** (1.0 / p) + params["launch_s"] + serial + params["row_s"] * m
