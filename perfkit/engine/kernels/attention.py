@@ -1,0 +1,136 @@
+"""Attention kernel times: prefill (causal flash attention) and decode (KV-cache reads), dense and MLA.
+
+Closed forms fitted per (system, backend, variant) to measured kernel tables (perfkit.calibration.kernels.
+attention); every argument broadcasts, so the engine evaluates them on arrays of configurations. Heads are
+those on one chip; times are seconds per kernel call (one layer).
+
+Prefill runs tiles: each query row of a (sequence, head) processes the keys it attends to plus the part of
+the diagonal tile it wastes (``key_pad`` keys), and the query rows are padded to whole tiles (``query_pad``).
+Those padded pairs cost ``4 * head_dim`` FLOPs each (Q K^T and P V) at an achieved rate that rises with
+the parallel work (query rows x heads) to a plateau, on top of reading Q, K, V and writing O once and a
+fixed per-call cost.
+
+Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token, at least
+``context_pad`` tokens: KV pages and split-k chunks are read whole) at an achieved bandwidth that rises with
+the bytes each call moves, does ``4 * heads * head_dim`` FLOPs per cached token, and pays a fixed per-call
+cost plus a per-sequence cost (the reduction of split-k partial results and the launch of each sequence's
+blocks).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: One fitted prefill curve (context_attention, context_mla): names and physical bounds.
+PREFILL_PARAMS: dict[str, tuple[float, float]] = {
+    "launch_s": (0.0, 1e-3),            # fixed cost per call, s
+    "plateau": (0.02, 1.0),             # fraction of peak FLOP/s large prefills reach
+    "half_rows": (1.0, 1e8),            # query rows x heads at which the rate is half the plateau
+    "query_pad": (0.0, 512.0),          # query rows a sequence's last tile pads to
+    "key_pad": (0.0, 512.0),            # keys per query row of the wasted diagonal tile
+    "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth the Q/K/V/O traffic reaches
+}
+#: One fitted decode curve (generation_attention, generation_mla).
+DECODE_PARAMS: dict[str, tuple[float, float]] = {
+    "launch_s": (0.0, 1e-3),            # fixed cost per call, s
+    "sequence_s": (0.0, 1e-5),          # cost per sequence in the batch, s
+    "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth large KV reads reach
+    "half_bytes": (1.0, 1e10),          # KV bytes per call at which the bandwidth is half of that
+    "context_pad": (0.0, 4096.0),       # fewest KV tokens a sequence's read costs
+    "compute": (0.005, 1.0),            # fraction of peak FLOP/s the score and value products reach
+}
+#: Every parameter name either curve uses, with its bounds (the union the YAML checks validate against).
+PARAMS: dict[str, tuple[float, float]] = {**PREFILL_PARAMS, **DECODE_PARAMS}
+#: Bytes per element of the K/V read and Q/O traffic by perfkit dtype name.
+_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp32": 4.0}
+
+
+def context_variant(attn_dtype: str, kv_dtype: str) -> str:
+    """The fitted prefill curve for an attention and KV-cache dtype: ``bf16``, ``fp8`` (both fp8) or
+    ``fp8_kv`` (bf16 attention over an fp8 cache)."""
+    if attn_dtype == "fp8":
+        return "fp8"
+    return "fp8_kv" if kv_dtype == "fp8" else "bf16"
+
+
+def attended_pairs(isl, window):
+    """(query, key) pairs per sequence and head of causal prefill over ``isl`` new tokens, each query seeing
+    itself and the keys before it, or only the last ``window`` keys (``window`` = 0: no window)."""
+    isl = np.asarray(isl, dtype=float)
+    window = np.asarray(window, dtype=float)
+    seen = np.where(window > 0, np.minimum(isl, window), isl)  # the most keys any query sees
+    return seen * isl - seen * (seen - 1.0) / 2.0  # the first ones see 1..seen keys, the rest seen each
+
+
+def _prefill(params, batch, isl, heads, pairs, flops_per_pair, io_bytes, peak_flops_per_s, hbm_bytes_per_s):
+    p = params
+    rows = batch * heads * (isl + p["query_pad"])
+    padded = batch * heads * (pairs + (isl + p["query_pad"]) * p["key_pad"])
+    rate = peak_flops_per_s * p["plateau"] * rows / (rows + p["half_rows"])
+    return p["launch_s"] + padded * flops_per_pair / rate + io_bytes / (hbm_bytes_per_s * p["hbm"])
+
+
+def _decode(params, batch, tokens, kv_bytes_per_token, flops_per_token, peak_flops_per_s, hbm_bytes_per_s):
+    p = params
+    read = batch * kv_bytes_per_token * np.sqrt(tokens * tokens + p["context_pad"] ** 2)
+    bandwidth = hbm_bytes_per_s * p["hbm"] * read / (read + p["half_bytes"])
+    compute = batch * tokens * flops_per_token / (peak_flops_per_s * p["compute"])
+    return p["launch_s"] + batch * p["sequence_s"] + read / bandwidth + compute
+
+
+def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, window,
+                              peak_flops_per_s, hbm_bytes_per_s, io_bytes_per_element=2.0):
+    """Seconds of one prefill attention call: ``batch`` sequences of ``isl`` new tokens each (no cached
+    prefix), ``heads`` query and ``kv_heads`` key/value heads of ``head_dim`` on this chip, sliding
+    ``window`` (tokens, 0 = full), at ``peak_flops_per_s`` of the attention dtype and ``hbm_bytes_per_s``.
+
+    >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64, "hbm": 0.8}
+    >>> t = context_attention_seconds(p, 1, [1024, 2048], 32, 8, 128, 0, 989e12, 3.35e12)
+    >>> bool(t[1] > 3 * t[0])
+    True
+    """
+    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    io = batch * isl * (2.0 * heads + 2.0 * kv_heads) * head_dim * io_bytes_per_element
+    return _prefill(params, batch, isl, heads, attended_pairs(isl, window), 4.0 * head_dim, io,
+                    peak_flops_per_s, hbm_bytes_per_s)
+
+
+def generation_attention_seconds(params, batch, context, heads, kv_heads, head_dim, window,
+                                 kv_bytes_per_element, peak_flops_per_s, hbm_bytes_per_s):
+    """Seconds of one decode attention call: ``batch`` sequences each with one new token attending to
+    ``context`` cached tokens (the last ``window`` of them when ``window`` > 0), ``heads`` / ``kv_heads`` of
+    ``head_dim`` on this chip, a KV cache of ``kv_bytes_per_element`` (2 bf16, 1 fp8).
+
+    >>> p = {"launch_s": 8e-6, "sequence_s": 0.0, "hbm": 0.9, "half_bytes": 1e7, "context_pad": 0.0,
+    ...      "compute": 0.3}
+    >>> t = generation_attention_seconds(p, 8, 8192, 32, 8, 128, 0, [2, 1], 989e12, 3.35e12)
+    >>> bool(t[1] < t[0])
+    True
+    """
+    context, window = np.asarray(context, dtype=float), np.asarray(window, dtype=float)
+    tokens = np.where(window > 0, np.minimum(context, window), context)
+    return _decode(params, np.asarray(batch, dtype=float), tokens,
+                   2.0 * kv_heads * head_dim * np.asarray(kv_bytes_per_element, dtype=float),
+                   4.0 * heads * head_dim, peak_flops_per_s, hbm_bytes_per_s)
+
+
+def context_mla_seconds(params, batch, isl, heads, qk_head_dim, v_head_dim, peak_flops_per_s,
+                        hbm_bytes_per_s, io_bytes_per_element=2.0):
+    """Seconds of one MLA prefill call: the expanded ``heads`` on this chip, each a causal attention with
+    query/key width ``qk_head_dim`` (nope + rope, 192 for DeepSeek-V3) and value width ``v_head_dim`` (128),
+    ``2 * (qk_head_dim + v_head_dim)`` FLOPs per (query, key) pair."""
+    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    io = batch * isl * heads * (2.0 * qk_head_dim + 2.0 * v_head_dim) * io_bytes_per_element
+    return _prefill(params, batch, isl, heads, attended_pairs(isl, 0), 2.0 * (qk_head_dim + v_head_dim), io,
+                    peak_flops_per_s, hbm_bytes_per_s)
+
+
+def generation_mla_seconds(params, batch, context, heads, kv_lora_rank, qk_rope_head_dim,
+                           kv_bytes_per_element, peak_flops_per_s, hbm_bytes_per_s):
+    """Seconds of one MLA decode call with absorbed weights: each cached token is one latent vector of
+    ``kv_lora_rank + qk_rope_head_dim`` elements (576 for DeepSeek-V3) shared by the ``heads`` on this chip,
+    which score against it (``kv_lora_rank + qk_rope_head_dim``) and read values from it (``kv_lora_rank``):
+    ``2 * heads * (2 * kv_lora_rank + qk_rope_head_dim)`` FLOPs per cached token."""
+    latent = kv_lora_rank + qk_rope_head_dim
+    return _decode(params, np.asarray(batch, dtype=float), np.asarray(context, dtype=float),
+                   latent * np.asarray(kv_bytes_per_element, dtype=float),
+                   2.0 * heads * (latent + kv_lora_rank), peak_flops_per_s, hbm_bytes_per_s)
