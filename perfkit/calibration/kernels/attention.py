@@ -37,8 +37,9 @@ TABLES = {
 MLA = {"qk_head_dim": 192, "v_head_dim": 128, "kv_lora_rank": 512, "qk_rope_head_dim": 64}
 _DTYPES = {"bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "float8": "fp8", "int8": "fp8"}
 _START = {
-    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "hbm": 0.7,
-    "sequence_s": 1e-7, "half_bytes": 2e6, "context_pad": 64.0, "compute": 0.3,
+    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "pair_flops": 100.0, "hbm": 0.7,
+    "sequence_s": 1e-7, "half_bytes": 2e6, "half_streams": 2.0, "context_pad": 64.0, "compute": 0.3, "window_pad": 64.0,
+    "head_s": 1e-9, "fallback_compute": 0.01, "fallback_head_s": 1e-9,
 }
 
 
@@ -136,13 +137,30 @@ def _seconds(family: str, params: dict, frame: pd.DataFrame, system: str, varian
                                         MLA["qk_rope_head_dim"], kv_bytes, _peak(system, "bf16"), hbm)
 
 
+#: Group sizes tried for ``max_group`` (a kernel-selection threshold, chosen by the best fit, not by gradient).
+GROUPS = (32.0, 1024.0)
+_UNUSED = {"context_mla": ("window_pad", "max_group", "fallback_compute", "fallback_head_s"),
+           "generation_mla": ("window_pad", "max_group", "fallback_compute", "fallback_head_s")}
+
+
 def _names(family: str) -> list[str]:
-    return list(model.PREFILL_PARAMS if family.startswith("context") else model.DECODE_PARAMS)
+    names = model.PREFILL_PARAMS if family.startswith("context") else model.DECODE_PARAMS
+    return [n for n in names if n != "max_group" and n not in _UNUSED.get(family, ())]
 
 
 def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str) -> dict[str, float]:
     """Least-squares parameters of ``family``'s curve for the rows of one variant (robust loss on log
-    ratios, within the module's bounds)."""
+    ratios, within the module's bounds); a decode curve's ``max_group`` is the best of :data:`GROUPS`."""
+    if family != "generation_attention":
+        return _fit_rows(family, frame, system, variant, {})
+    group = (frame["num_heads"] / frame["num_key_value_heads"]).to_numpy()
+    tried = [g for g in GROUPS if g < group.max()] + [GROUPS[-1]]
+    fits = [_fit_rows(family, frame, system, variant, {"max_group": g}) for g in tried]
+    best = min(fits, key=lambda f: f["_cost"])
+    return {n: v for n, v in best.items() if n != "_cost"}
+
+
+def _fit_rows(family, frame, system, variant, fixed) -> dict[str, float]:
     names = _names(family)
     bounds = model.PARAMS
     low = np.array([bounds[n][0] for n in names])
@@ -150,7 +168,8 @@ def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str) -> dic
     measured = frame["seconds"].to_numpy(float)
 
     def params_of(x):  # x in [0, 1]; the fourth power spreads the decades a parameter may span
-        return dict(zip(names, low + (high - low) * x ** 4))
+        free = dict(zip(names, low + (high - low) * x ** 4))
+        return {**free, **fixed, **{n: model.PARAMS[n][0] for n in _UNUSED.get(family, ())}}
 
     def residual(x):
         return np.log(_seconds(family, params_of(x), frame, system, variant) / measured)
@@ -158,8 +177,9 @@ def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str) -> dic
     start = np.array([_START[n] for n in names])
     x0 = np.clip(((start - low) / (high - low)) ** 0.25, 1e-6, 1.0)
     result = least_squares(residual, x0, bounds=(0.0, 1.0), loss="soft_l1", f_scale=0.05, x_scale="jac",
-                           max_nfev=400)
-    return {n: float(f"{v:.5g}") for n, v in params_of(result.x).items()}
+                           max_nfev=200)
+    fitted = {n: float(f"{v:.5g}") for n, v in params_of(result.x).items()}
+    return {**fitted, "_cost": float(result.cost)} if fixed else fitted
 
 
 def table(system: str, family: str, backend: str, root=None) -> pd.DataFrame:

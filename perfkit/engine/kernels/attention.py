@@ -6,13 +6,14 @@ those on one chip; times are seconds per kernel call (one layer).
 
 Prefill runs tiles: each query row of a (sequence, head) processes the keys it attends to plus the part of
 the diagonal tile it wastes (``key_pad`` keys), and the query rows are padded to whole tiles (``query_pad``).
-Those padded pairs cost ``4 * head_dim`` FLOPs each (Q K^T and P V) at an achieved rate that rises with
+A sliding window wastes an edge tile at both ends. Those padded pairs cost ``4 * head_dim`` FLOPs each
+(Q K^T and P V) plus ``pair_flops`` FLOP-equivalents of softmax and masking at an achieved rate that rises with
 the parallel work (query rows x heads) to a plateau, on top of reading Q, K, V and writing O once and a
 fixed per-call cost.
 
 Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token, at least
 ``context_pad`` tokens: KV pages and split-k chunks are read whole) at an achieved bandwidth that rises with
-the bytes each call moves, does ``4 * heads * head_dim`` FLOPs per cached token, and pays a fixed per-call
+the bytes each call moves and with the (sequence, KV head) streams it can spread over the chip, does ``4 * heads * head_dim`` FLOPs per cached token, and pays a fixed per-call
 cost plus a per-sequence cost (the reduction of split-k partial results and the launch of each sequence's
 blocks).
 """
@@ -26,7 +27,8 @@ PREFILL_PARAMS: dict[str, tuple[float, float]] = {
     "plateau": (0.02, 1.0),             # fraction of peak FLOP/s large prefills reach
     "half_rows": (1.0, 1e8),            # query rows x heads at which the rate is half the plateau
     "query_pad": (0.0, 512.0),          # query rows a sequence's last tile pads to
-    "key_pad": (0.0, 512.0),            # keys per query row of the wasted diagonal tile
+    "key_pad": (0.0, 512.0),            # keys per query row of a wasted (partly masked) edge tile
+    "pair_flops": (0.0, 4096.0),        # FLOP-equivalents per pair besides the products (softmax, masking)
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth the Q/K/V/O traffic reaches
 }
 #: One fitted decode curve (generation_attention, generation_mla).
@@ -35,8 +37,14 @@ DECODE_PARAMS: dict[str, tuple[float, float]] = {
     "sequence_s": (0.0, 1e-5),          # cost per sequence in the batch, s
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth large KV reads reach
     "half_bytes": (1.0, 1e10),          # KV bytes per call at which the bandwidth is half of that
+    "half_streams": (0.0, 1e4),         # (sequence, KV head) streams at which it is half again
     "context_pad": (0.0, 4096.0),       # fewest KV tokens a sequence's read costs
+    "window_pad": (0.0, 4096.0),        # KV tokens read beyond a sliding window (whole pages at its edge)
     "compute": (0.005, 1.0),            # fraction of peak FLOP/s the score and value products reach
+    "head_s": (0.0, 1e-6),              # cost per (sequence, query head): softmax and output of one head
+    "max_group": (1.0, 1024.0),         # largest query heads per KV head the grouped kernel serves
+    "fallback_compute": (0.001, 1.0),   # fraction of peak FLOP/s of the kernel larger groups fall back to
+    "fallback_head_s": (0.0, 1e-6),     # its cost per (sequence, query head)
 }
 #: Every parameter name either curve uses, with its bounds (the union the YAML checks validate against).
 PARAMS: dict[str, tuple[float, float]] = {**PREFILL_PARAMS, **DECODE_PARAMS}
@@ -61,19 +69,27 @@ def attended_pairs(isl, window):
     return seen * isl - seen * (seen - 1.0) / 2.0  # the first ones see 1..seen keys, the rest seen each
 
 
-def _prefill(params, batch, isl, heads, pairs, flops_per_pair, io_bytes, peak_flops_per_s, hbm_bytes_per_s):
+def _prefill(params, batch, isl, heads, pairs, edges, flops_per_pair, io_bytes, peak_flops_per_s,
+             hbm_bytes_per_s):
     p = params
     rows = batch * heads * (isl + p["query_pad"])
-    padded = batch * heads * (pairs + (isl + p["query_pad"]) * p["key_pad"])
+    padded = batch * heads * (pairs + (isl + p["query_pad"]) * p["key_pad"] * edges)
     rate = peak_flops_per_s * p["plateau"] * rows / (rows + p["half_rows"])
-    return p["launch_s"] + padded * flops_per_pair / rate + io_bytes / (hbm_bytes_per_s * p["hbm"])
+    return (p["launch_s"] + padded * (flops_per_pair + p["pair_flops"]) / rate
+            + io_bytes / (hbm_bytes_per_s * p["hbm"]))
 
 
-def _decode(params, batch, tokens, kv_bytes_per_token, flops_per_token, peak_flops_per_s, hbm_bytes_per_s):
+def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per_head_token, group,
+            peak_flops_per_s, hbm_bytes_per_s):
     p = params
-    read = batch * kv_bytes_per_token * np.sqrt(tokens * tokens + p["context_pad"] ** 2)
-    bandwidth = hbm_bytes_per_s * p["hbm"] * read / (read + p["half_bytes"])
-    compute = batch * tokens * flops_per_token / (peak_flops_per_s * p["compute"])
+    read = batch * kv_bytes_per_token * (tokens ** 4 + p["context_pad"] ** 4) ** 0.25
+    streams = batch * streams
+    bandwidth = (hbm_bytes_per_s * p["hbm"] * read / (read + p["half_bytes"])
+                 * streams / (streams + p["half_streams"]))
+    fallback = group > p["max_group"]
+    head_s = np.where(fallback, p["fallback_head_s"], p["head_s"])
+    rate = peak_flops_per_s * np.where(fallback, p["fallback_compute"], p["compute"])
+    compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
     return p["launch_s"] + batch * p["sequence_s"] + read / bandwidth + compute
 
 
@@ -83,14 +99,17 @@ def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, win
     prefix), ``heads`` query and ``kv_heads`` key/value heads of ``head_dim`` on this chip, sliding
     ``window`` (tokens, 0 = full), at ``peak_flops_per_s`` of the attention dtype and ``hbm_bytes_per_s``.
 
-    >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64, "hbm": 0.8}
+    >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64,
+    ...      "pair_flops": 100, "hbm": 0.8}
     >>> t = context_attention_seconds(p, 1, [1024, 2048], 32, 8, 128, 0, 989e12, 3.35e12)
     >>> bool(t[1] > 3 * t[0])
     True
     """
     batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
     io = batch * isl * (2.0 * heads + 2.0 * kv_heads) * head_dim * io_bytes_per_element
-    return _prefill(params, batch, isl, heads, attended_pairs(isl, window), 4.0 * head_dim, io,
+    window = np.asarray(window, dtype=float)
+    edges = 1.0 + ((window > 0) & (isl > window))  # a sliding window masks tiles at both of its ends
+    return _prefill(params, batch, isl, heads, attended_pairs(isl, window), edges, 4.0 * head_dim, io,
                     peak_flops_per_s, hbm_bytes_per_s)
 
 
@@ -100,17 +119,20 @@ def generation_attention_seconds(params, batch, context, heads, kv_heads, head_d
     ``context`` cached tokens (the last ``window`` of them when ``window`` > 0), ``heads`` / ``kv_heads`` of
     ``head_dim`` on this chip, a KV cache of ``kv_bytes_per_element`` (2 bf16, 1 fp8).
 
-    >>> p = {"launch_s": 8e-6, "sequence_s": 0.0, "hbm": 0.9, "half_bytes": 1e7, "context_pad": 0.0,
-    ...      "compute": 0.3}
+    >>> p = {"launch_s": 8e-6, "sequence_s": 0.0, "hbm": 0.9, "half_bytes": 1e7, "half_streams": 1.0,
+    ...      "context_pad": 0.0, "window_pad": 0.0, "compute": 0.3, "head_s": 0.0, "max_group": 32, "fallback_compute": 0.01,
+    ...      "fallback_head_s": 0.0}
     >>> t = generation_attention_seconds(p, 8, 8192, 32, 8, 128, 0, [2, 1], 989e12, 3.35e12)
     >>> bool(t[1] < t[0])
     True
     """
     context, window = np.asarray(context, dtype=float), np.asarray(window, dtype=float)
-    tokens = np.where(window > 0, np.minimum(context, window), context)
+    # the pages a window's edge cuts are read whole
+    tokens = np.where(window > 0, np.minimum(context, window + params["window_pad"]), context)
+    heads, kv_heads = np.asarray(heads, dtype=float), np.asarray(kv_heads, dtype=float)
     return _decode(params, np.asarray(batch, dtype=float), tokens,
-                   2.0 * kv_heads * head_dim * np.asarray(kv_bytes_per_element, dtype=float),
-                   4.0 * heads * head_dim, peak_flops_per_s, hbm_bytes_per_s)
+                   2.0 * kv_heads * head_dim * np.asarray(kv_bytes_per_element, dtype=float), kv_heads,
+                   heads, 4.0 * head_dim, heads / kv_heads, peak_flops_per_s, hbm_bytes_per_s)
 
 
 def context_mla_seconds(params, batch, isl, heads, qk_head_dim, v_head_dim, peak_flops_per_s,
@@ -120,7 +142,7 @@ def context_mla_seconds(params, batch, isl, heads, qk_head_dim, v_head_dim, peak
     ``2 * (qk_head_dim + v_head_dim)`` FLOPs per (query, key) pair."""
     batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
     io = batch * isl * heads * (2.0 * qk_head_dim + 2.0 * v_head_dim) * io_bytes_per_element
-    return _prefill(params, batch, isl, heads, attended_pairs(isl, 0), 2.0 * (qk_head_dim + v_head_dim), io,
+    return _prefill(params, batch, isl, heads, attended_pairs(isl, 0), 1.0, 2.0 * (qk_head_dim + v_head_dim), io,
                     peak_flops_per_s, hbm_bytes_per_s)
 
 
@@ -132,5 +154,5 @@ def generation_mla_seconds(params, batch, context, heads, kv_lora_rank, qk_rope_
     ``2 * heads * (2 * kv_lora_rank + qk_rope_head_dim)`` FLOPs per cached token."""
     latent = kv_lora_rank + qk_rope_head_dim
     return _decode(params, np.asarray(batch, dtype=float), np.asarray(context, dtype=float),
-                   latent * np.asarray(kv_bytes_per_element, dtype=float),
-                   2.0 * heads * (latent + kv_lora_rank), peak_flops_per_s, hbm_bytes_per_s)
+                   latent * np.asarray(kv_bytes_per_element, dtype=float), 1.0, np.asarray(heads, dtype=float),
+                   2.0 * (latent + kv_lora_rank), 1.0, peak_flops_per_s, hbm_bytes_per_s)
