@@ -37,9 +37,9 @@ TABLES = {
 MLA = {"qk_head_dim": 192, "v_head_dim": 128, "kv_lora_rank": 512, "qk_rope_head_dim": 64}
 _DTYPES = {"bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "float8": "fp8", "int8": "fp8"}
 _START = {
-    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "pair_flops": 100.0, "hbm": 0.7,
+    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "pair_flops": 100.0, "tile_s": 1e-7, "split_s": 3e-6, "split_tokens": 512.0, "hbm": 0.7,
     "sequence_s": 1e-7, "half_bytes": 2e6, "half_streams": 2.0, "context_pad": 64.0, "compute": 0.3, "window_pad": 64.0,
-    "head_s": 1e-9, "fallback_compute": 0.01, "fallback_head_s": 1e-9,
+    "head_s": 1e-9, "fallback_compute": 0.01, "fallback_launch_s": 1e-5, "fallback_head_s": 1e-9,
 }
 
 
@@ -113,34 +113,40 @@ def variants(family: str, frame: pd.DataFrame) -> np.ndarray:
     return kv
 
 
-def _seconds(family: str, params: dict, frame: pd.DataFrame, system: str, variant: str) -> np.ndarray:
-    """The closed form's seconds for the rows of ``frame`` (one variant)."""
+def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    names = ("batch_size", "isl", "step", "num_heads", "num_key_value_heads", "head_dim", "window_size")
+    return {c: frame[c].to_numpy(float) for c in names if c in frame}
+
+
+def _seconds(family: str, params: dict, frame, system: str, variant: str) -> np.ndarray:
+    """The closed form's seconds for the rows of ``frame`` (a DataFrame or its :func:`_columns`; one
+    variant)."""
     _, hbm = _chip(system)
-    col = {c: frame[c].to_numpy(float) for c in ("batch_size", "isl", "num_heads") if c in frame}
+    col = _columns(frame) if isinstance(frame, pd.DataFrame) else frame
     kv_bytes = 1.0 if variant == "fp8" else 2.0
+    # prefill over an fp8 cache runs the fp8 kernel (TensorRT-LLM quantizes Q): the fp8 peak
+    peak = _peak(system, "fp8" if family == "context_attention" and variant in ("fp8", "fp8_kv") else "bf16")
+    batch, heads = col["batch_size"], col["num_heads"]
     if family == "context_attention":
-        io = 1.0 if variant == "fp8" else 2.0
         return model.context_attention_seconds(
-            params, col["batch_size"], col["isl"], col["num_heads"], frame["num_key_value_heads"].to_numpy(float),
-            frame["head_dim"].to_numpy(float), frame["window_size"].to_numpy(float),
-            _peak(system, "fp8" if variant == "fp8" else "bf16"), hbm, io)
-    context = col["isl"] + frame["step"].to_numpy(float) if family.startswith("generation") else None
+            params, batch, col["isl"], heads, col["num_key_value_heads"], col["head_dim"], col["window_size"],
+            peak, hbm, 1.0 if variant == "fp8" else 2.0)
+    if family == "context_mla":
+        return model.context_mla_seconds(params, batch, col["isl"], heads, MLA["qk_head_dim"], MLA["v_head_dim"],
+                                         peak, hbm)
+    context = col["isl"] + col["step"]
     if family == "generation_attention":
         return model.generation_attention_seconds(
-            params, col["batch_size"], context, col["num_heads"], frame["num_key_value_heads"].to_numpy(float),
-            frame["head_dim"].to_numpy(float), frame["window_size"].to_numpy(float), kv_bytes,
-            _peak(system, "bf16"), hbm)
-    if family == "context_mla":
-        return model.context_mla_seconds(params, col["batch_size"], col["isl"], col["num_heads"],
-                                         MLA["qk_head_dim"], MLA["v_head_dim"], _peak(system, "bf16"), hbm)
-    return model.generation_mla_seconds(params, col["batch_size"], context, col["num_heads"], MLA["kv_lora_rank"],
-                                        MLA["qk_rope_head_dim"], kv_bytes, _peak(system, "bf16"), hbm)
+            params, batch, context, heads, col["num_key_value_heads"], col["head_dim"], col["window_size"],
+            kv_bytes, peak, hbm)
+    return model.generation_mla_seconds(params, batch, context, heads, MLA["kv_lora_rank"],
+                                        MLA["qk_rope_head_dim"], kv_bytes, peak, hbm)
 
 
 #: Group sizes tried for ``max_group`` (a kernel-selection threshold, chosen by the best fit, not by gradient).
-GROUPS = (32.0, 1024.0)
-_UNUSED = {"context_mla": ("window_pad", "max_group", "fallback_compute", "fallback_head_s"),
-           "generation_mla": ("window_pad", "max_group", "fallback_compute", "fallback_head_s")}
+GROUPS = (16.0, 32.0, 1024.0)
+_UNUSED = {"generation_mla": ("window_pad", "max_group", "fallback_launch_s", "fallback_compute",
+                              "fallback_head_s")}
 
 
 def _names(family: str) -> list[str]:
@@ -148,38 +154,44 @@ def _names(family: str) -> list[str]:
     return [n for n in names if n != "max_group" and n not in _UNUSED.get(family, ())]
 
 
-def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str) -> dict[str, float]:
+#: Most training rows one least-squares fit uses (an even, deterministic thinning of larger tables).
+MAX_ROWS = 6000
+
+
+def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str, start: dict | None = None
+             ) -> dict[str, float]:
     """Least-squares parameters of ``family``'s curve for the rows of one variant (robust loss on log
-    ratios, within the module's bounds); a decode curve's ``max_group`` is the best of :data:`GROUPS`."""
-    if family != "generation_attention":
-        return _fit_rows(family, frame, system, variant, {})
-    group = (frame["num_heads"] / frame["num_key_value_heads"]).to_numpy()
-    tried = [g for g in GROUPS if g < group.max()] + [GROUPS[-1]]
-    fits = [_fit_rows(family, frame, system, variant, {"max_group": g}) for g in tried]
+    ratios, within the module's bounds), from the default start and from ``start`` (another variant's
+    fit), whichever ends better; a decode curve's ``max_group`` is the best of :data:`GROUPS`."""
+    frame = frame.iloc[::-(-len(frame) // MAX_ROWS)]
+    cols, measured = _columns(frame), frame["seconds"].to_numpy(float)
+    tried = [{}]
+    if family == "generation_attention":
+        group = cols["num_heads"] / cols["num_key_value_heads"]
+        tried = [{"max_group": g} for g in GROUPS if g < group.max()] + [{"max_group": GROUPS[-1]}]
+    starts = [_START] + ([{**_START, **start}] if start else [])
+    fits = [_fit_rows(family, cols, measured, system, variant, fixed, x0) for fixed in tried for x0 in starts]
     best = min(fits, key=lambda f: f["_cost"])
     return {n: v for n, v in best.items() if n != "_cost"}
 
 
-def _fit_rows(family, frame, system, variant, fixed) -> dict[str, float]:
+def _fit_rows(family, cols, measured, system, variant, fixed, start) -> dict[str, float]:
     names = _names(family)
-    bounds = model.PARAMS
-    low = np.array([bounds[n][0] for n in names])
-    high = np.array([bounds[n][1] for n in names])
-    measured = frame["seconds"].to_numpy(float)
+    # solved in log space: parameters span decades; a zero lower bound is approached to 1e-7 of the upper
+    high = np.log([model.PARAMS[n][1] for n in names])
+    low = np.maximum(np.log(np.maximum([model.PARAMS[n][0] for n in names], 1e-300)), high + np.log(1e-7))
 
-    def params_of(x):  # x in [0, 1]; the fourth power spreads the decades a parameter may span
-        free = dict(zip(names, low + (high - low) * x ** 4))
+    def params_of(z):
+        free = dict(zip(names, np.exp(z)))
         return {**free, **fixed, **{n: model.PARAMS[n][0] for n in _UNUSED.get(family, ())}}
 
     def residual(x):
-        return np.log(_seconds(family, params_of(x), frame, system, variant) / measured)
+        return np.log(_seconds(family, params_of(x), cols, system, variant) / measured)
 
-    start = np.array([_START[n] for n in names])
-    x0 = np.clip(((start - low) / (high - low)) ** 0.25, 1e-6, 1.0)
-    result = least_squares(residual, x0, bounds=(0.0, 1.0), loss="soft_l1", f_scale=0.05, x_scale="jac",
-                           max_nfev=200)
+    z0 = np.clip(np.log([max(start[n], 1e-300) for n in names]), low + 1e-3, high - 1e-3)
+    result = least_squares(residual, z0, bounds=(low, high), loss="soft_l1", f_scale=0.05, max_nfev=200)
     fitted = {n: float(f"{v:.5g}") for n, v in params_of(result.x).items()}
-    return {**fitted, "_cost": float(result.cost)} if fixed else fitted
+    return {**fitted, "_cost": float(result.cost)}
 
 
 def table(system: str, family: str, backend: str, root=None) -> pd.DataFrame:
@@ -199,7 +211,11 @@ def fit(system: str, backend: str, root=None, families=tuple(TABLES)) -> dict[st
         except FileNotFoundError:
             continue
         train = frame[~frame["held_out"]]
-        out[family] = {v: fit_rows(family, rows, system, v) for v, rows in train.groupby("variant")}
+        fitted: dict[str, dict[str, float]] = {}
+        for variant in sorted(set(train["variant"]), key=lambda v: v != "bf16"):  # bf16 first: the others start from it
+            fitted[variant] = fit_rows(family, train[train["variant"] == variant], system, variant,
+                                       fitted.get("bf16"))
+        out[family] = fitted
     return out
 
 

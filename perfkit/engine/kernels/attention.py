@@ -9,13 +9,16 @@ the diagonal tile it wastes (``key_pad`` keys), and the query rows are padded to
 A sliding window wastes an edge tile at both ends. Those padded pairs cost ``4 * head_dim`` FLOPs each
 (Q K^T and P V) plus ``pair_flops`` FLOP-equivalents of softmax and masking at an achieved rate that rises with
 the parallel work (query rows x heads) to a plateau, on top of reading Q, K, V and writing O once and a
-fixed per-call cost.
+fixed per-call cost and a cost per (sequence, head) tile.
 
-Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token, at least
-``context_pad`` tokens: KV pages and split-k chunks are read whole) at an achieved bandwidth that rises with
-the bytes each call moves and with the (sequence, KV head) streams it can spread over the chip, does ``4 * heads * head_dim`` FLOPs per cached token, and pays a fixed per-call
-cost plus a per-sequence cost (the reduction of split-k partial results and the launch of each sequence's
-blocks).
+Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token; the grouped
+kernel reads at least ``context_pad`` tokens, whole KV pages) at an achieved bandwidth that rises with
+the bytes each call moves and with the (sequence, KV head, split-k chunk) streams it can spread over the
+chip. It does
+``4 * heads * head_dim`` FLOPs per cached token plus a cost per (sequence, query head) (softmax and output),
+with its own rates where one query head per KV head (MHA) or more than the grouped kernel serves
+(``max_group``) runs the per-head kernel, and pays a fixed per-call cost, a per-sequence cost and, once contexts are split
+into chunks, the reduction of the partial results.
 """
 from __future__ import annotations
 
@@ -29,21 +32,25 @@ PREFILL_PARAMS: dict[str, tuple[float, float]] = {
     "query_pad": (0.0, 512.0),          # query rows a sequence's last tile pads to
     "key_pad": (0.0, 512.0),            # keys per query row of a wasted (partly masked) edge tile
     "pair_flops": (0.0, 4096.0),        # FLOP-equivalents per pair besides the products (softmax, masking)
+    "tile_s": (0.0, 1e-5),              # cost per (sequence, head) work tile: its prologue and epilogue
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth the Q/K/V/O traffic reaches
 }
 #: One fitted decode curve (generation_attention, generation_mla).
 DECODE_PARAMS: dict[str, tuple[float, float]] = {
     "launch_s": (0.0, 1e-3),            # fixed cost per call, s
+    "split_s": (0.0, 1e-4),             # the split-k reduction's cost once contexts are long enough to split
+    "split_tokens": (16.0, 65536.0),    # context per split-k chunk (where splitting starts)
     "sequence_s": (0.0, 1e-5),          # cost per sequence in the batch, s
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth large KV reads reach
     "half_bytes": (1.0, 1e10),          # KV bytes per call at which the bandwidth is half of that
-    "half_streams": (0.0, 1e4),         # (sequence, KV head) streams at which it is half again
+    "half_streams": (0.0, 1e4),         # (sequence, KV head, chunk) streams at which it is half again
     "context_pad": (0.0, 4096.0),       # fewest KV tokens a sequence's read costs
     "window_pad": (0.0, 4096.0),        # KV tokens read beyond a sliding window (whole pages at its edge)
     "compute": (0.005, 1.0),            # fraction of peak FLOP/s the score and value products reach
     "head_s": (0.0, 1e-6),              # cost per (sequence, query head): softmax and output of one head
     "max_group": (1.0, 1024.0),         # largest query heads per KV head the grouped kernel serves
-    "fallback_compute": (0.001, 1.0),   # fraction of peak FLOP/s of the kernel larger groups fall back to
+    "fallback_launch_s": (0.0, 1e-3),   # fixed cost of the per-head kernel (MHA and larger groups)
+    "fallback_compute": (0.001, 1.0),   # its fraction of peak FLOP/s
     "fallback_head_s": (0.0, 1e-6),     # its cost per (sequence, query head)
 }
 #: Every parameter name either curve uses, with its bounds (the union the YAML checks validate against).
@@ -75,22 +82,27 @@ def _prefill(params, batch, isl, heads, pairs, edges, flops_per_pair, io_bytes, 
     rows = batch * heads * (isl + p["query_pad"])
     padded = batch * heads * (pairs + (isl + p["query_pad"]) * p["key_pad"] * edges)
     rate = peak_flops_per_s * p["plateau"] * rows / (rows + p["half_rows"])
-    return (p["launch_s"] + padded * (flops_per_pair + p["pair_flops"]) / rate
+    return (p["launch_s"] + batch * heads * p["tile_s"] + padded * (flops_per_pair + p["pair_flops"]) / rate
             + io_bytes / (hbm_bytes_per_s * p["hbm"]))
 
 
-def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per_head_token, group,
+def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per_head_token, paged,
             peak_flops_per_s, hbm_bytes_per_s):
+    """``paged``: 1 where the grouped kernel runs, 0 where the per-head one does."""
     p = params
-    read = batch * kv_bytes_per_token * (tokens ** 4 + p["context_pad"] ** 4) ** 0.25
-    streams = batch * streams
+    pad = p["context_pad"] * paged
+    read = batch * kv_bytes_per_token * (tokens ** 4 + pad ** 4) ** 0.25
+    chunks = tokens / p["split_tokens"]
+    streams = batch * streams * (1.0 + chunks)
     bandwidth = (hbm_bytes_per_s * p["hbm"] * read / (read + p["half_bytes"])
                  * streams / (streams + p["half_streams"]))
-    fallback = group > p["max_group"]
+    fallback = paged < 0.5
+    launch = np.where(fallback, p["fallback_launch_s"], p["launch_s"])
     head_s = np.where(fallback, p["fallback_head_s"], p["head_s"])
     rate = peak_flops_per_s * np.where(fallback, p["fallback_compute"], p["compute"])
     compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
-    return p["launch_s"] + batch * p["sequence_s"] + read / bandwidth + compute
+    split = p["split_s"] * chunks ** 4 / (1.0 + chunks ** 4)  # a smooth step at split_tokens
+    return launch + split + batch * p["sequence_s"] + read / bandwidth + compute
 
 
 def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, window,
@@ -100,7 +112,7 @@ def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, win
     ``window`` (tokens, 0 = full), at ``peak_flops_per_s`` of the attention dtype and ``hbm_bytes_per_s``.
 
     >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64,
-    ...      "pair_flops": 100, "hbm": 0.8}
+    ...      "pair_flops": 100, "tile_s": 0.0, "hbm": 0.8}
     >>> t = context_attention_seconds(p, 1, [1024, 2048], 32, 8, 128, 0, 989e12, 3.35e12)
     >>> bool(t[1] > 3 * t[0])
     True
@@ -119,20 +131,24 @@ def generation_attention_seconds(params, batch, context, heads, kv_heads, head_d
     ``context`` cached tokens (the last ``window`` of them when ``window`` > 0), ``heads`` / ``kv_heads`` of
     ``head_dim`` on this chip, a KV cache of ``kv_bytes_per_element`` (2 bf16, 1 fp8).
 
-    >>> p = {"launch_s": 8e-6, "sequence_s": 0.0, "hbm": 0.9, "half_bytes": 1e7, "half_streams": 1.0,
-    ...      "context_pad": 0.0, "window_pad": 0.0, "compute": 0.3, "head_s": 0.0, "max_group": 32, "fallback_compute": 0.01,
+    >>> p = {"launch_s": 8e-6, "split_s": 0.0, "split_tokens": 512, "sequence_s": 0.0, "hbm": 0.9,
+    ...      "half_bytes": 1e7, "half_streams": 1.0, "context_pad": 0.0, "window_pad": 0.0, "compute": 0.3, "head_s": 0.0, "max_group": 32, "fallback_launch_s": 8e-6,
+    ...      "fallback_compute": 0.01,
     ...      "fallback_head_s": 0.0}
     >>> t = generation_attention_seconds(p, 8, 8192, 32, 8, 128, 0, [2, 1], 989e12, 3.35e12)
     >>> bool(t[1] < t[0])
     True
     """
     context, window = np.asarray(context, dtype=float), np.asarray(window, dtype=float)
-    # the pages a window's edge cuts are read whole
-    tokens = np.where(window > 0, np.minimum(context, window + params["window_pad"]), context)
     heads, kv_heads = np.asarray(heads, dtype=float), np.asarray(kv_heads, dtype=float)
+    group = heads / kv_heads
+    # the grouped kernel reads whole KV pages (also those a window's edge cuts); MHA and groups beyond
+    # max_group run the per-head kernel, which reads token by token
+    paged = ((group > 1.0) & (group <= params["max_group"])).astype(float)
+    tokens = np.where(window > 0, np.minimum(context, window + params["window_pad"] * paged), context)
     return _decode(params, np.asarray(batch, dtype=float), tokens,
                    2.0 * kv_heads * head_dim * np.asarray(kv_bytes_per_element, dtype=float), kv_heads,
-                   heads, 4.0 * head_dim, heads / kv_heads, peak_flops_per_s, hbm_bytes_per_s)
+                   heads, 4.0 * head_dim, paged, peak_flops_per_s, hbm_bytes_per_s)
 
 
 def context_mla_seconds(params, batch, isl, heads, qk_head_dim, v_head_dim, peak_flops_per_s,
