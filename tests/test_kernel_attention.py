@@ -5,7 +5,7 @@ Reference data: NVIDIA aiconfigurator-core 0.12.0 tables in shared/data/kernels 
 import numpy as np
 import pytest
 
-from perfkit.calibration.kernels import attention as fit
+from perfkit.calibration.kernels import attention as fit, split
 from perfkit.calibration.measurements import shared_data
 from perfkit.engine.kernels import attention as kernels
 
@@ -30,7 +30,7 @@ def fitted():
     for family in ("context_attention", "generation_attention"):
         frame = _subset(family)
         frame = frame[frame.variant == "bf16"]
-        rows = frame.assign(held_out=fit.held_out(frame))
+        rows = frame.assign(held_out=split.held_out(frame, "attention"))
         out[family] = (fit.fit_rows(family, rows[~rows.held_out], "h100_sxm", "bf16"), rows[rows.held_out])
     return out
 

@@ -15,16 +15,15 @@ configurations the fit never saw.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from ...catalog import hardware_spec
 from ...engine.kernels import attention as model
-from ..measurements import shared_data
+from . import split, tables
 
 #: family -> table it is fitted to.
 TABLES = {
@@ -43,56 +42,9 @@ _START = {
 }
 
 
-#: Table system -> catalog hardware entry whose peaks the fit divides by (the shared tables.SYSTEMS).
-SYSTEMS = {"h100_sxm": "nvidia_h100_hgx", "h200_sxm": "nvidia_h200_hgx", "b200_sxm": "nvidia_b200_hgx",
-           "b300_sxm": "nvidia_b300_hgx", "gb200": "nvidia_gb200_single", "gb300": "nvidia_gb300_nvl72",
-           "a100_sxm": "nvidia_a100_hgx", "l40s": "nvidia_l40s_server"}
-#: The held-out split (the shared split.py): sorted distinct head configurations, every 4th from the 2nd.
-HELD_OUT_KEY = ("num_heads", "num_key_value_heads", "head_dim", "window_size")
-EVERY, OFFSET = 4, 1
-
-
-def _files(system: str, table: str, root=None) -> dict[str, Path]:
-    folder = Path(root if root is not None else shared_data("kernels")) / system
-    found: dict[str, tuple[str, Path]] = {}
-    for path in sorted(folder.glob(f"{table}.*")) if folder.is_dir() else ():
-        stem, ext = path.name.rsplit(".", 1)
-        name, _, rest = stem.partition(".")
-        backend, _, version = rest.partition("-")
-        if name == table and ext in ("parquet", "csv"):
-            key = (version, ext == "parquet")
-            if backend not in found or key > found[backend][0]:
-                found[backend] = (key, path)
-    return {backend: path for backend, (_, path) in found.items()}
-
-
-def load(system: str, table: str, backend: str, root=None) -> pd.DataFrame:
-    """Rows of ``table`` for ``system`` / ``backend`` with ``seconds`` = ``latency`` (ms) / 1000."""
-    path = _files(system, table, root).get(backend)
-    if path is None:
-        raise FileNotFoundError(f"no {table} table for system {system!r} and backend {backend!r}")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    return frame.assign(seconds=pd.to_numeric(frame["latency"], errors="coerce") / 1e3)
-
-
-def source(system: str, table: str, backend: str, root=None) -> str:
-    """``<table>.<backend>-<version>`` of the file :func:`load` reads."""
-    path = _files(system, table, root).get(backend)
-    return "" if path is None else path.name.rsplit(".", 1)[0]
-
-
-def held_out(frame: pd.DataFrame) -> np.ndarray:
-    """Rows of the held-out head configurations (the key columns present in ``frame``)."""
-    columns = [c for c in HELD_OUT_KEY if c in frame]
-    keys = frame[columns].astype(float)
-    distinct = keys.drop_duplicates().sort_values(columns).reset_index(drop=True)
-    chosen = distinct.iloc[OFFSET::EVERY]
-    return keys.merge(chosen.assign(_held=True), on=columns, how="left")["_held"].fillna(False).to_numpy(bool)
-
-
 @cache
 def _chip(system: str) -> tuple[dict, float]:
-    spec = hardware_spec(SYSTEMS[system])
+    spec = tables.hardware(system)
     return dict(spec.peak_flops_per_s), float(spec.hbm_bytes_per_s)
 
 
@@ -196,9 +148,9 @@ def _fit_rows(family, cols, measured, system, variant, fixed, start) -> dict[str
 
 def table(system: str, family: str, backend: str, root=None) -> pd.DataFrame:
     """One family's table for ``system`` / ``backend`` with ``variant`` and ``held_out`` columns."""
-    frame = load(system, TABLES[family], backend, root)
+    frame = tables.load(system, TABLES[family], backend, root)
     frame = frame[np.isfinite(frame["seconds"]) & (frame["seconds"] > 0)].reset_index(drop=True)
-    return frame.assign(variant=variants(family, frame), held_out=held_out(frame))
+    return frame.assign(variant=variants(family, frame), held_out=split.held_out(frame, "attention"))
 
 
 def fit(system: str, backend: str, root=None, families=tuple(TABLES)) -> dict[str, dict[str, dict[str, float]]]:
@@ -220,7 +172,8 @@ def fit(system: str, backend: str, root=None, families=tuple(TABLES)) -> dict[st
 
 
 def errors(system: str, backend: str, fitted: dict, root=None) -> pd.DataFrame:
-    """Per row: family, variant, split and ``error`` = predicted / measured - 1 of the ``fitted`` params."""
+    """Per row of every family of ``fitted`` (family -> variant -> params): family, variant, split,
+    ``signed_error`` = predicted / measured - 1 and ``error`` = its absolute value."""
     frames = []
     for family, by_variant in fitted.items():
         frame = table(system, family, backend, root)
@@ -228,19 +181,35 @@ def errors(system: str, backend: str, fitted: dict, root=None) -> pd.DataFrame:
             if variant not in by_variant:
                 continue
             predicted = _seconds(family, by_variant[variant], rows, system, variant)
-            frames.append(rows.assign(family=family, predicted=predicted,
-                                      error=predicted / rows["seconds"].to_numpy() - 1.0,
-                                      split=np.where(rows["held_out"], "held-out", "train")))
+            signed = predicted / rows["seconds"].to_numpy() - 1.0
+            frames.append(rows.assign(family=family, predicted_s=predicted, signed_error=signed,
+                                      error=np.abs(signed), split=split.label(rows["held_out"].to_numpy())))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def summary(errs: pd.DataFrame) -> pd.DataFrame:
     """Median and p90 of |error| per family, variant and split."""
-    return (errs.assign(abs_error=errs["error"].abs())
-            .groupby(["family", "variant", "split"])["abs_error"]
+    return (errs.groupby(["family", "variant", "split"])["error"]
             .agg(rows="size", median="median", p90=lambda e: e.quantile(0.9)).reset_index())
 
 
-def provenance(system: str, backend: str, root=None) -> list[str]:
-    """The tables (``<table>.<backend>-<version>``) the attention families of ``system`` were fitted to."""
-    return [s for s in (source(system, t, backend, root) for t in TABLES.values()) if s]
+@dataclass(frozen=True)
+class Family:
+    """One attention family as :data:`perfkit.calibration.kernels.FAMILIES` registers it: its ``TABLE``,
+    ``fit`` (variant -> params) and ``errors`` (one row per table row)."""
+
+    name: str
+
+    @property
+    def TABLE(self) -> str:  # noqa: N802 (the attribute name the registry reads)
+        return TABLES[self.name]
+
+    def fit(self, system: str, backend: str, root=None) -> dict[str, dict[str, float]]:
+        return fit(system, backend, root, (self.name,)).get(self.name, {})
+
+    def errors(self, system: str, backend: str, fitted: dict, root=None) -> pd.DataFrame:
+        return errors(system, backend, {self.name: fitted}, root)
+
+
+#: family name -> its registry entry.
+FAMILIES = {name: Family(name) for name in TABLES}
