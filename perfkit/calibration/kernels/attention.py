@@ -107,21 +107,21 @@ def _names(family: str) -> list[str]:
 
 
 #: Most training rows one least-squares fit uses (an even, deterministic thinning of larger tables).
-MAX_ROWS = 6000
+MAX_ROWS = 4000
 
 
 def fit_rows(family: str, frame: pd.DataFrame, system: str, variant: str, start: dict | None = None
              ) -> dict[str, float]:
     """Least-squares parameters of ``family``'s curve for the rows of one variant (robust loss on log
-    ratios, within the module's bounds), from the default start and from ``start`` (another variant's
-    fit), whichever ends better; a decode curve's ``max_group`` is the best of :data:`GROUPS`."""
+    ratios, within the module's bounds), from ``start`` (another variant's fit) or a default start; a
+    decode curve's ``max_group`` is the best of :data:`GROUPS`."""
     frame = frame.iloc[::-(-len(frame) // MAX_ROWS)]
     cols, measured = _columns(frame), frame["seconds"].to_numpy(float)
     tried = [{}]
     if family == "generation_attention":
         group = cols["num_heads"] / cols["num_key_value_heads"]
         tried = [{"max_group": g} for g in GROUPS if g < group.max()] + [{"max_group": GROUPS[-1]}]
-    starts = [_START] + ([{**_START, **start}] if start else [])
+    starts = [{**_START, **start}] if start else [_START]
     fits = [_fit_rows(family, cols, measured, system, variant, fixed, x0) for fixed in tried for x0 in starts]
     best = min(fits, key=lambda f: f["_cost"])
     return {n: v for n, v in best.items() if n != "_cost"}
