@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import gemm, split, tables
+from . import attention, gemm, split, tables
 
 #: family (key of the ``kernels.<backend>`` block) -> calibration module (``TABLE``, ``fit``, ``errors``).
 FAMILIES = {
     "gemm": gemm,
+    **attention.FAMILIES,
 }
 PROVENANCE = "aiconfigurator-core 0.12.0 tables"
 

@@ -7,12 +7,19 @@ numpy that broadcasts over arrays of configurations. The fitted values live in t
 """
 from __future__ import annotations
 
-from . import gemm
+from . import attention, gemm
+from .attention import (context_attention_seconds, context_mla_seconds, generation_attention_seconds,
+                        generation_mla_seconds)
 from .gemm import gemm_seconds
 
 #: family name (as in the ``kernels:`` block) -> the module holding its closed form and ``PARAMS``.
 FAMILIES = {
     "gemm": gemm,
+    "context_attention": attention,
+    "generation_attention": attention,
+    "context_mla": attention,
+    "generation_mla": attention,
 }
 
-__all__ = ["FAMILIES", "gemm", "gemm_seconds"]
+__all__ = ["FAMILIES", "attention", "context_attention_seconds", "context_mla_seconds", "gemm", "gemm_seconds",
+           "generation_attention_seconds", "generation_mla_seconds"]
