@@ -1,0 +1,208 @@
+"""Fit the MoE layer closed form (``perfkit.engine.kernels.moe``) to aiconfigurator's ``moe_perf`` tables.
+
+One fit per (system, backend, dtype) on the *balanced* routing rows (A100's tables have only power-law
+routing: there the mildest, ``power_law_1.01``, stands in). Each dtype is fitted on the backend's main gated
+kernel (``KERNELS``; the non-gated and min-latency variants are other kernels for other models). Fitting is
+``scipy.optimize.least_squares`` on log(predicted / measured) with a soft-L1 loss inside ``PARAMS``' bounds.
+
+Held out: every row of every fourth (hidden_size, inter_size, topk, num_experts) model shape, sorted
+(``held_out``); the errors are |predicted / measured - 1| on those rows.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from ...catalog import hardware_spec
+from ...dtypes import BYTES
+from ...engine.kernels import moe as closed
+from ..measurements import shared_data
+
+#: aiconfigurator system -> catalog hardware (its peaks and HBM bandwidth price the fit).
+SYSTEMS = {
+    "h100_sxm": "nvidia_h100_hgx", "h200_sxm": "nvidia_h200_hgx", "b200_sxm": "nvidia_b200_hgx",
+    "b300_sxm": "nvidia_b300_hgx", "gb200": "nvidia_gb200_single", "gb300": "nvidia_gb300_nvl72",
+    "a100_sxm": "nvidia_a100_hgx", "l40s": "nvidia_l40s_server",
+}
+BACKENDS = ("trtllm", "vllm")
+
+#: table moe_dtype -> (perfkit variant, weight storage dtype, the dtype whose peak the GEMMs compute at)
+DTYPES = {
+    "bfloat16": ("bf16", "bf16", "bf16"),
+    "fp8": ("fp8", "fp8", "fp8"),
+    "fp8_block": ("fp8_block", "fp8", "fp8"),
+    "nvfp4": ("fp4", "fp4", "fp4"),
+    "w4a8_mxfp4_mxfp8": ("mxfp4_w4a8", "fp4", "fp8"),
+    "w4a16_mxfp4": ("mxfp4_w4a16", "fp4", "bf16"),
+    "int4_wo": ("int4", "int4", "bf16"),
+}
+
+#: The kernel each backend's dtype is fitted on: the first listed source present in the table (a regex).
+KERNELS = {
+    "trtllm": {"fp8_block": ["^deepgemm$", "^moe_torch_flow_cutlass$"], "w4a16_mxfp4": ["^moe_torch_flow$"],
+               "w4a8_mxfp4_mxfp8": ["^moe_torch_flow$"], "*": ["^moe_torch_flow_cutlass$", "^moe_torch_flow$"]},
+    "vllm": {"*": ["monolithic$", "trtllmbf16experts$", "^vllm_unquantizedfusedmoe_triton",
+                   "^vllm_fp8moe_flashinfer_cutlass", "^vllm_modeloptfp8moe_flashinfer_cutlass",
+                   "^vllm_modeloptfp8moe_triton", "^vllm_fp8moe_triton", "marlin", "^vllm_fused_moe$"]},
+}
+SHAPE = ["hidden_size", "inter_size", "topk", "num_experts"]
+#: What the fit starts from (inside PARAMS' bounds).
+START = {"plateau": 0.5, "pad_rows": 64.0, "weight_bw": 0.8, "token_passes": 5.0, "row_passes": 5.0,
+         "fixed_s": 1e-5,
+         "fixed_per_hidden_s": 3e-9, "overlap": 2.0}
+
+
+@functools.lru_cache(maxsize=32)
+def _table(system: str, backend: str) -> pd.DataFrame:
+    """The system's moe_perf table for one backend (every version file of that backend, concatenated)."""
+    folder = shared_data("kernels", system)
+    files = sorted(folder.glob(f"moe_perf.{backend}-*.parquet")) + sorted(folder.glob(f"moe_perf.{backend}-*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no moe_perf.{backend}-*.parquet under {folder}")
+    return pd.concat([pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files],
+                     ignore_index=True)
+
+
+def kernel_source(table: pd.DataFrame, backend: str, moe_dtype: str) -> str | None:
+    """The kernel a dtype is fitted on: the first of ``KERNELS``' patterns that matches a source in the table."""
+    sources = sorted(table.loc[table.moe_dtype == moe_dtype, "kernel_source"].unique())
+    rules = KERNELS[backend]
+    for pattern in rules.get(moe_dtype, []) + rules["*"]:
+        hits = [s for s in sources if re.search(pattern, s)]
+        if hits:
+            return max(hits, key=lambda s: (table.kernel_source == s).sum())
+    return None
+
+
+def rows(system: str, backend: str, distribution: str = "balanced") -> pd.DataFrame:
+    """The rows a fit sees: one kernel per dtype, one routing distribution, with the chip's figures attached.
+
+    ``distribution="balanced"`` falls back to ``power_law_1.01`` where a table has no balanced rows."""
+    table = _table(system, backend)
+    if distribution == "balanced" and not (table.distribution == "balanced").any():
+        distribution = "power_law_1.01"
+    hw = hardware_spec(SYSTEMS[system])
+    parts = []
+    for moe_dtype in sorted(set(table.moe_dtype) & set(DTYPES)):
+        source = kernel_source(table, backend, moe_dtype)
+        part = table[(table.moe_dtype == moe_dtype) & (table.kernel_source == source)
+                     & (table.distribution == distribution)].copy()
+        variant, storage, compute = DTYPES[moe_dtype]
+        peak = hw.peak_flops_per_s.get(compute)
+        if part.empty or not peak:
+            continue
+        part["variant"], part["weight_bytes"], part["peak"] = variant, BYTES[storage], peak
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["hbm"] = hw.hbm_bytes_per_s
+    out["seconds"] = out["latency"] * 1e-3
+    out["held_out"] = held_out(out)
+    out["artifact"] = artifacts(out)
+    return out
+
+
+LAYOUT = ["variant"] + SHAPE + ["moe_tp_size", "moe_ep_size"]
+
+
+def artifacts(df: pd.DataFrame, tolerance: float = 1.05) -> np.ndarray:
+    """True for the rows of layouts that take longer than a layout doing at least twice their work.
+
+    Of two layouts of one variant and shape, (tp', ep') with tp' <= tp, ep' <= ep and tp' * ep' <= tp * ep / 2
+    does at least twice the work of (tp, ep) per GPU (wider expert slices, more local experts). A layout whose
+    median latency over the token counts both share exceeds ``tolerance`` times such a layout's contradicts
+    the physics of one kernel: the collector hit another tactic or a disturbed GPU there. These layouts (about
+    5-10% of a table) are left out of the fit and reported apart; no closed form of the shape follows them."""
+    flagged = np.zeros(len(df), dtype=bool)
+    for _, group in df.groupby(["variant"] + SHAPE):
+        cells = group.pivot_table(index="num_tokens", columns=["moe_tp_size", "moe_ep_size"], values="seconds",
+                                  aggfunc="median")
+        bad = set()
+        for tp, ep in cells.columns:
+            for tp2, ep2 in cells.columns:
+                if tp2 <= tp and ep2 <= ep and tp2 * ep2 * 2 <= tp * ep:
+                    ratio = (cells[(tp, ep)] / cells[(tp2, ep2)]).median()
+                    if ratio > tolerance:
+                        bad.add((tp, ep))
+                        break
+        if bad:
+            layout = list(zip(group.moe_tp_size, group.moe_ep_size))
+            flagged[df.index.get_indexer(group.index)] = [cell in bad for cell in layout]
+    return flagged
+
+
+
+def held_out(df: pd.DataFrame) -> np.ndarray:
+    """True for the rows of every fourth distinct model shape (hidden, inter, topk, experts), sorted."""
+    shapes = sorted(set(map(tuple, df[SHAPE].to_numpy().tolist())))
+    out = {s for i, s in enumerate(shapes) if i % 4 == 1}
+    return np.array([tuple(r) in out for r in df[SHAPE].to_numpy().tolist()])
+
+
+def predict(params: dict, df: pd.DataFrame) -> np.ndarray:
+    """The closed form's seconds for the table rows ``df``."""
+    return closed.moe_seconds(params, df.num_tokens.to_numpy(float), df.hidden_size.to_numpy(float),
+                              df.inter_size.to_numpy(float), df.topk.to_numpy(float),
+                              df.num_experts.to_numpy(float), df.moe_tp_size.to_numpy(float),
+                              df.moe_ep_size.to_numpy(float), df.weight_bytes.to_numpy(float),
+                              df.peak.to_numpy(float), df.hbm.to_numpy(float))
+
+
+def fit_rows(df: pd.DataFrame) -> dict:
+    """Least-squares fit of ``PARAMS`` to measured ``seconds`` (log ratios, soft-L1 loss, physical bounds)."""
+    names = list(closed.PARAMS)
+    low = np.array([closed.PARAMS[n][0] for n in names])
+    high = np.array([closed.PARAMS[n][1] for n in names])
+    # the fixed costs are fitted in micro- and nanoseconds so every parameter is of order one for the solver
+    scale = np.array([{"fixed_s": 1e-6, "fixed_per_hidden_s": 1e-9}.get(n, 1.0) for n in names])
+    measured = np.log(df.seconds.to_numpy())
+
+    def residual(x):
+        return np.log(predict(dict(zip(names, x * scale)), df)) - measured
+
+    x0 = np.clip(np.array([START[n] for n in names]) / scale, low / scale, high / scale)
+    best = least_squares(residual, x0, bounds=(low / scale, high / scale), loss="soft_l1", f_scale=0.05,
+                         x_scale="jac", max_nfev=400)
+    return {n: float(v) for n, v in zip(names, best.x * scale)}
+
+
+def fit(system: str, backend: str, train_only: bool = True) -> dict:
+    """Fitted params per variant: {variant: {param: value}} (training shapes only unless ``train_only=False``)."""
+    df = rows(system, backend)
+    df = df[~df.artifact]
+    if train_only:
+        df = df[~df.held_out]
+    return {variant: fit_rows(part) for variant, part in df.groupby("variant")}
+
+
+def errors(system: str, backend: str, params: dict | None = None) -> pd.DataFrame:
+    """|predicted / measured - 1| per row of the balanced table, with ``held_out`` and the fitted kernel."""
+    df = rows(system, backend)
+    params = fit(system, backend) if params is None else params
+    parts = []
+    for variant, part in df.groupby("variant"):
+        if variant not in params:
+            continue
+        part = part.copy()
+        part["predicted"] = predict(params[variant], part)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["error"] = (out.predicted / out.seconds - 1.0).abs()
+    out["system"], out["backend"] = system, backend
+    return out
+
+
+def skew_ratio(system: str, backend: str) -> pd.DataFrame:
+    """Measured power-law / balanced latency, median per variant (the same shapes and layouts)."""
+    keys = SHAPE + ["num_tokens", "moe_tp_size", "moe_ep_size", "variant"]
+    base = rows(system, backend, "balanced").set_index(keys).seconds
+    out = []
+    for dist in ("power_law_1.01", "power_law_1.2"):
+        other = rows(system, backend, dist).set_index(keys).seconds
+        ratio = (other / base).dropna()
+        if len(ratio):
+            out.append(ratio.groupby("variant").median().rename(dist))
+    return pd.concat(out, axis=1) if out else pd.DataFrame()
