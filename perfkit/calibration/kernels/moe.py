@@ -82,6 +82,11 @@ def rows(system: str, backend: str, distribution: str = "balanced") -> pd.DataFr
     """The rows a fit sees: one kernel per dtype, one routing distribution, with the chip's figures attached.
 
     ``distribution="balanced"`` falls back to ``power_law_1.01`` where a table has no balanced rows."""
+    return _rows(system, backend, distribution).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _rows(system: str, backend: str, distribution: str) -> pd.DataFrame:
     table = _table(system, backend)
     if distribution == "balanced" and not (table.distribution == "balanced").any():
         distribution = "power_law_1.01"
@@ -169,19 +174,21 @@ def fit_rows(df: pd.DataFrame) -> dict:
     return {n: float(v) for n, v in zip(names, best.x * scale)}
 
 
-def fit(system: str, backend: str, train_only: bool = True) -> dict:
-    """Fitted params per variant: {variant: {param: value}} (training shapes only unless ``train_only=False``)."""
+def fit(system: str, backend: str, train_only: bool = True, variants=None) -> dict:
+    """Fitted params per variant: {variant: {param: value}} (training shapes only unless ``train_only=False``;
+    every variant in the table unless ``variants`` names some)."""
     df = rows(system, backend)
-    df = df[~df.artifact]
+    df = df[~df.artifact & (df.variant.isin(variants) if variants else True)]
     if train_only:
         df = df[~df.held_out]
     return {variant: fit_rows(part) for variant, part in df.groupby("variant")}
 
 
-def errors(system: str, backend: str, params: dict | None = None) -> pd.DataFrame:
-    """|predicted / measured - 1| per row of the balanced table, with ``held_out`` and the fitted kernel."""
+def errors(system: str, backend: str, params: dict | None = None, variants=None) -> pd.DataFrame:
+    """|predicted / measured - 1| per row of the balanced table, with ``held_out`` and ``artifact`` marked
+    (``params``: fitted on the training shapes unless given)."""
     df = rows(system, backend)
-    params = fit(system, backend) if params is None else params
+    params = fit(system, backend, variants=variants) if params is None else params
     parts = []
     for variant, part in df.groupby("variant"):
         if variant not in params:
@@ -206,3 +213,49 @@ def skew_ratio(system: str, backend: str) -> pd.DataFrame:
         if len(ratio):
             out.append(ratio.groupby("variant").median().rename(dist))
     return pd.concat(out, axis=1) if out else pd.DataFrame()
+
+
+def summary(errors_frame: pd.DataFrame) -> pd.DataFrame:
+    """Median and p90 of |predicted / measured - 1| per system, backend and variant: held-out shapes
+    (artifact layouts left out, as in the fit), training shapes, and held-out with the artifacts in."""
+    def stats(frame, label):
+        g = frame.groupby(["system", "backend", "variant"]).error
+        return pd.DataFrame({f"{label}_median": g.median(), f"{label}_p90": g.quantile(0.9), f"{label}_rows": g.size()})
+    clean = errors_frame[~errors_frame.artifact]
+    parts = [stats(clean[clean.held_out], "held_out"), stats(clean[~clean.held_out], "train"),
+             stats(errors_frame[errors_frame.held_out], "held_out_all")]
+    kernels = errors_frame.groupby(["system", "backend", "variant"]).kernel_source.first()
+    return pd.concat(parts + [kernels], axis=1).reset_index()
+
+
+def fit_all(systems=tuple(SYSTEMS), backends=BACKENDS):
+    """Fit every (system, backend) table present: ({system: {backend: {"moe": {variant: params}}}}, errors)."""
+    params, frames = {}, []
+    for system in systems:
+        for backend in backends:
+            try:
+                fitted = fit(system, backend)
+            except FileNotFoundError:
+                continue
+            params.setdefault(system, {})[backend] = {"moe": fitted}
+            frames.append(errors(system, backend, fitted))
+    return params, pd.concat(frames, ignore_index=True)
+
+
+def main(argv=None) -> None:
+    """``python -m perfkit.calibration.kernels.moe OUT.json [ERRORS.csv]``: fit every table, write the params
+    (system -> backend -> "moe" -> variant -> params) and the error summary."""
+    import json
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    params, frame = fit_all()
+    with open(args[0], "w") as out:
+        json.dump(params, out, indent=1, sort_keys=True)
+    table = summary(frame)
+    if len(args) > 1:
+        table.to_csv(args[1], index=False, float_format="%.4f")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
