@@ -9,7 +9,8 @@ expert-parallel group (every rank routes them all and computes the rows that lan
     rows    = tokens * topk / moe_ep                      token-expert rows on this GPU
     active  = experts / moe_ep * touched                  local experts that receive at least one row
     compute = 2 * (rows + pad_rows * active) * 3 * hidden * inter / moe_tp / (plateau * peak)
-    weights = active * 3 * hidden * inter / moe_tp * weight_bytes / (weight_bw * hbm)
+    read    = active * 3 * hidden * inter / moe_tp * weight_bytes
+    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm)
     tokens' = (token_passes * tokens + row_passes * rows) * hidden * 2 bytes / hbm
     time    = fixed_s + fixed_per_hidden_s * hidden + tokens' + (compute**overlap + weights**overlap) ** (1 / overlap)
 
@@ -18,6 +19,9 @@ tile, so many experts with few rows each run below the plateau. ``tokens'`` is t
 GEMMs (top-k routing and activation quantization once per token, permute / unpermute / the activation per
 routed row), counted as passes over a token's 16-bit hidden vector at the chip's HBM bandwidth. The smooth
 maximum lets compute and weight reads overlap (``overlap`` -> infinity: perfect overlap; 1: none).
+The tables time repeated calls of one layer, so weights that fit the L2 cache come from there
+(``cache_bytes``); a model's many layers evict each other, so the engine prices a served layer with
+``cache_bytes = 0`` (every weight from HBM).
 
 ``touched`` defaults to balanced routing (what the fitted tables measure): rows spread evenly, so
 ``min(1, tokens * topk / experts)`` of the experts receive rows. Random routing touches fewer experts at
@@ -37,6 +41,8 @@ PARAMS: dict[str, tuple[float, float]] = {
     "fixed_s": (0.0, 1e-3),        # per call: launches, routing setup (seconds)
     "fixed_per_hidden_s": (0.0, 2e-8),  # per call and hidden element: the smallest call's tiles (seconds)
     "overlap": (1.0, 8.0),         # smooth-maximum exponent of compute and weight-read time
+    "cache_bytes": (0.0, 1e9),     # weights a repeated call finds in the L2 cache (bytes; 0: always from HBM)
+    "cache_sharpness": (1.0, 16.0), # how sharply reads move from cache to HBM as the weights outgrow it
 }
 
 #: Bytes per element of the 16-bit activations the permutation moves.
@@ -63,7 +69,8 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     (default: balanced routing, ``balanced_touched``). ``params``: a mapping with the keys of ``PARAMS``.
 
     >>> p = {"plateau": 0.6, "pad_rows": 64.0, "weight_bw": 0.85, "token_passes": 4.0, "row_passes": 6.0,
-    ...      "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 3.0}
+    ...      "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 3.0,
+    ...      "cache_bytes": 0.0, "cache_sharpness": 4.0}
     >>> t1 = moe_seconds(p, 1, 2048, 768, 8, 128, 1, 1, 2.0, 989e12, 3.35e12)
     >>> t2 = moe_seconds(p, 4096, 2048, 768, 8, 128, 1, 1, 2.0, 989e12, 3.35e12)
     >>> bool(t1 < t2)
@@ -76,7 +83,11 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     active = touched * experts / moe_ep
     expert_elements = MATRICES * hidden * (inter / moe_tp)
     compute = 2.0 * (rows + params["pad_rows"] * active) * expert_elements / (params["plateau"] * peak_flops_per_s)
-    weights = active * expert_elements * weight_bytes_per_element / (params["weight_bw"] * hbm_bytes_per_s)
+    read = active * expert_elements * weight_bytes_per_element
+    # a repeated call finds weights that fit the L2 cache there (the tables measure warm calls): the part
+    # read from HBM falls from all of it (weights >> cache) to nothing (weights << cache)
+    miss = 1.0 / (1.0 + (params["cache_bytes"] / np.maximum(read, 1.0)) ** params["cache_sharpness"])
+    weights = read * miss / (params["weight_bw"] * hbm_bytes_per_s)
     per_token = ((params["token_passes"] * tokens + params["row_passes"] * rows) * hidden * ACTIVATION_BYTES
                  / hbm_bytes_per_s)
     q = params["overlap"]
