@@ -9,7 +9,7 @@ from perfkit.engine.kernels import FAMILIES, moe
 
 # H100 SXM: 989 TFLOP/s dense bf16, 3.35 TB/s HBM3 (NVIDIA H100 datasheet)
 PEAK, HBM = 989e12, 3.35e12
-TYPICAL = {"plateau": 0.8, "pad_rows": 60.0, "weight_bw": 0.9, "token_passes": 2.0, "row_passes": 6.0,
+TYPICAL = {"plateau": 0.8, "pad_rows": 60.0, "fill_elements": 2e6, "weight_bw": 0.9, "expert_s": 2e-7, "token_passes": 2.0, "row_passes": 6.0,
            "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 2.5,
            "cache_bytes": 0.0, "cache_sharpness": 4.0}
 # Qwen3-30B-A3B's MoE layer: hidden 2048, expert width 768, top-8 of 128 experts

@@ -51,7 +51,7 @@ KERNELS = {
 }
 SHAPE = ["hidden_size", "inter_size", "topk", "num_experts"]
 #: What the fit starts from (inside PARAMS' bounds).
-START = {"plateau": 0.5, "pad_rows": 64.0, "weight_bw": 0.8, "token_passes": 5.0, "row_passes": 5.0,
+START = {"plateau": 0.5, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.8, "expert_s": 2e-7, "token_passes": 5.0, "row_passes": 5.0,
          "fixed_s": 1e-5,
          "fixed_per_hidden_s": 3e-9, "overlap": 2.0, "cache_bytes": 3e7, "cache_sharpness": 3.0}
 
@@ -162,7 +162,7 @@ def fit_rows(df: pd.DataFrame) -> dict:
     low = np.array([closed.PARAMS[n][0] for n in names])
     high = np.array([closed.PARAMS[n][1] for n in names])
     # the fixed costs are fitted in micro- and nanoseconds so every parameter is of order one for the solver
-    scale = np.array([{"fixed_s": 1e-6, "fixed_per_hidden_s": 1e-9, "cache_bytes": 1e7}.get(n, 1.0) for n in names])
+    scale = np.array([{"fixed_s": 1e-6, "fixed_per_hidden_s": 1e-9, "cache_bytes": 1e7, "fill_elements": 1e6, "expert_s": 1e-7}.get(n, 1.0) for n in names])
     measured = np.log(df.seconds.to_numpy())
 
     def residual(x):

@@ -8,14 +8,15 @@ expert-parallel group (every rank routes them all and computes the rows that lan
 
     rows    = tokens * topk / moe_ep                      token-expert rows on this GPU
     active  = experts / moe_ep * touched                  local experts that receive at least one row
-    compute = 2 * (rows + pad_rows * active) * 3 * hidden * inter / moe_tp / (plateau * peak)
+    compute = 2 * 3 * hidden * ((rows + pad_rows * active) * inter / moe_tp + fill_elements) / (plateau * peak)
     read    = active * 3 * hidden * inter / moe_tp * weight_bytes
-    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm)
+    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm) + expert_s * active
     tokens' = (token_passes * tokens + row_passes * rows) * hidden * 2 bytes / hbm
     time    = fixed_s + fixed_per_hidden_s * hidden + tokens' + (compute**overlap + weights**overlap) ** (1 / overlap)
 
 ``pad_rows`` is the grouped GEMM's tile padding: every active expert's rows are rounded up to the kernel's
-tile, so many experts with few rows each run below the plateau. ``tokens'`` is the per-token work outside the
+tile, so many experts with few rows each run below the plateau; ``fill_elements`` is the output area
+(rows x width) one wave of the chip's SMs covers: a smaller grouped GEMM still takes about one wave. ``tokens'`` is the per-token work outside the
 GEMMs (top-k routing and activation quantization once per token, permute / unpermute / the activation per
 routed row), counted as passes over a token's 16-bit hidden vector at the chip's HBM bandwidth. The smooth
 maximum lets compute and weight reads overlap (``overlap`` -> infinity: perfect overlap; 1: none).
@@ -35,7 +36,9 @@ import numpy as np
 PARAMS: dict[str, tuple[float, float]] = {
     "plateau": (0.02, 1.0),        # fraction of the dtype's peak FLOP/s the grouped GEMMs reach at large rows
     "pad_rows": (0.0, 1024.0),     # rows of tile padding per active expert
+    "fill_elements": (0.0, 1e8),   # output elements (rows x width) below which the GEMMs leave SMs idle
     "weight_bw": (0.05, 1.0),      # fraction of HBM bandwidth achieved reading the touched experts' weights
+    "expert_s": (0.0, 2e-5),       # per active local expert: its tiles' setup, scales, scheduling (seconds)
     "token_passes": (0.0, 500.0),  # HBM passes over each token's 16-bit hidden vector (routing, quantization)
     "row_passes": (0.0, 500.0),    # HBM passes over each routed row's hidden vector (permute, activation)
     "fixed_s": (0.0, 1e-3),        # per call: launches, routing setup (seconds)
@@ -68,7 +71,7 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     nvfp4); hbm_bytes_per_s: the chip's HBM bandwidth; touched: fraction of experts receiving rows
     (default: balanced routing, ``balanced_touched``). ``params``: a mapping with the keys of ``PARAMS``.
 
-    >>> p = {"plateau": 0.6, "pad_rows": 64.0, "weight_bw": 0.85, "token_passes": 4.0, "row_passes": 6.0,
+    >>> p = {"plateau": 0.6, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.85, "expert_s": 2e-7, "token_passes": 4.0, "row_passes": 6.0,
     ...      "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 3.0,
     ...      "cache_bytes": 0.0, "cache_sharpness": 4.0}
     >>> t1 = moe_seconds(p, 1, 2048, 768, 8, 128, 1, 1, 2.0, 989e12, 3.35e12)
@@ -82,12 +85,13 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     rows = tokens * topk / moe_ep
     active = touched * experts / moe_ep
     expert_elements = MATRICES * hidden * (inter / moe_tp)
-    compute = 2.0 * (rows + params["pad_rows"] * active) * expert_elements / (params["plateau"] * peak_flops_per_s)
+    padded = (rows + params["pad_rows"] * active) * (inter / moe_tp) + params["fill_elements"]
+    compute = 2.0 * MATRICES * hidden * padded / (params["plateau"] * peak_flops_per_s)
     read = active * expert_elements * weight_bytes_per_element
     # a repeated call finds weights that fit the L2 cache there (the tables measure warm calls): the part
     # read from HBM falls from all of it (weights >> cache) to nothing (weights << cache)
     miss = 1.0 / (1.0 + (params["cache_bytes"] / np.maximum(read, 1.0)) ** params["cache_sharpness"])
-    weights = read * miss / (params["weight_bw"] * hbm_bytes_per_s)
+    weights = read * miss / (params["weight_bw"] * hbm_bytes_per_s) + params["expert_s"] * active
     per_token = ((params["token_passes"] * tokens + params["row_passes"] * rows) * hidden * ACTIVATION_BYTES
                  / hbm_bytes_per_s)
     q = params["overlap"]
