@@ -121,9 +121,46 @@ def check_hardware(data: Any, origin: str) -> None:
         for kind, fit in collectives.items():
             if isinstance(fit, Mapping):
                 _check_fields(fit, _COLLECTIVE, origin, f"collectives.{kind}.")
+    if data.get("kernels") is not None:
+        check_kernels(data["kernels"], origin)
     chips, most = data.get("chips_per_node"), data.get("max_chips")
     if isinstance(most, Integral) and isinstance(chips, Integral) and most < chips:
         raise SpecError(f"{origin}: max_chips ({most}) is smaller than chips_per_node ({chips})")
+
+
+def check_kernels(block: Any, origin: str) -> None:
+    """A hardware file's ``kernels:`` block: backend -> family -> variant -> params, each family one of
+    :data:`perfkit.engine.kernels.FAMILIES`, each parameter one of its module's ``PARAMS`` and inside its
+    bounds (all of them present), ``source`` text."""
+    from .engine.kernels import FAMILIES
+
+    if not isinstance(block, Mapping):
+        raise SpecError(f"{origin}: kernels must be a mapping of backend -> family -> variant -> params")
+    if "source" in block and not isinstance(block["source"], str):
+        raise SpecError(f"{origin}: kernels.source must be text, got {type(block['source']).__name__}")
+    for backend, families in block.items():
+        if backend == "source":
+            continue
+        if not isinstance(families, Mapping):
+            raise SpecError(f"{origin}: kernels.{backend} must be a mapping of kernel family -> variants")
+        for family, variants in families.items():
+            where = f"{origin}: kernels.{backend}.{family}"
+            if family not in FAMILIES:
+                raise SpecError(f"{where}: unknown kernel family {family!r}; valid families: {sorted(FAMILIES)}")
+            bounds = FAMILIES[family].PARAMS
+            if not isinstance(variants, Mapping):
+                raise SpecError(f"{where} must be a mapping of variant -> params")
+            for variant, values in variants.items():
+                if not isinstance(values, Mapping):
+                    raise SpecError(f"{where}.{variant} must be a mapping of parameter -> number")
+                unknown, missing = set(values) - set(bounds), set(bounds) - set(values)
+                if unknown or missing:
+                    raise SpecError(f"{where}.{variant}: " + (f"unknown parameters {sorted(unknown)}; "
+                                    if unknown else "") + (f"missing parameters {sorted(missing)}; " if missing
+                                    else "") + f"expected {sorted(bounds)}")
+                for name, value in values.items():
+                    low, high = bounds[name]
+                    check_number(value, f"{where}.{variant}.{name}", "range", low, high)
 
 
 def check_profile(data: Any, origin: str) -> None:

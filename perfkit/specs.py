@@ -84,6 +84,63 @@ class Collectives:
         return cls(plain, plain, plain, None, "no measured table: ring over the links")
 
 
+#: Where a kernel fit lacks a variant, the fits tried next, nearest first: always a wider format (or, for the
+#: weight-only and block-scaled variants, the plain format they quantize), so a fallback is never faster.
+KERNEL_VARIANT_FALLBACK = {
+    "fp16": ("bf16",), "bf16": ("fp16",), "fp8": ("bf16", "fp16"), "fp8_block": ("fp8", "bf16", "fp16"),
+    "fp4": ("fp8", "bf16", "fp16"), "int8": ("int8_wo", "fp8", "bf16", "fp16"),
+    "int8_wo": ("int8", "bf16", "fp16"), "int4": ("int8_wo", "int8", "bf16", "fp16"),
+}
+
+
+@dataclass(frozen=True)
+class KernelModels:
+    """Kernel time models fitted to measured kernel tables (``perfkit calibrate --kernels``): per serving
+    backend (``trtllm``, ``vllm``), per kernel family (``gemm``, ...; the closed forms of
+    :mod:`perfkit.engine.kernels`), per variant (a dtype: ``bf16``, ``fp8``, ``fp8_block``, ``fp4``, ...), the
+    fitted parameters. ``source`` names the tables (table, backend, version) the fit read."""
+
+    fits: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
+    source: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str) -> "KernelModels":
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{origin}: 'kernels' must be a mapping of backend -> family -> variant -> params")
+        fits = {}
+        for backend, families in data.items():
+            if backend == "source":
+                continue
+            where = f"{origin}: kernels.{backend}"
+            if not isinstance(families, Mapping):
+                raise SpecError(f"{where} must be a mapping of kernel family -> variant -> params")
+            fits[str(backend)] = {}
+            for family, variants in families.items():
+                if not isinstance(variants, Mapping):
+                    raise SpecError(f"{where}.{family} must be a mapping of variant -> params")
+                fits[str(backend)][str(family)] = {}
+                for variant, values in variants.items():
+                    if not isinstance(values, Mapping):
+                        raise SpecError(f"{where}.{family}.{variant} must be a mapping of parameter -> number")
+                    fits[str(backend)][str(family)][str(variant)] = {str(k): float(v) for k, v in values.items()}
+        return cls(fits=fits, source=str(data.get("source", "")))
+
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self.fits)
+
+    def params(self, backend: str, family: str, variant: str) -> Mapping[str, float] | None:
+        """The fitted parameters of ``family`` / ``variant`` for ``backend``, with a fallback: first the exact
+        variant, looked up in ``backend``, then ``trtllm``, then any other backend (in file order); then the
+        variants of :data:`KERNEL_VARIANT_FALLBACK` in the same backend order. ``None`` if none fits."""
+        order = [b for b in dict.fromkeys((backend, "trtllm", *self.fits)) if family in self.fits.get(b, {})]
+        for candidate in (variant, *KERNEL_VARIANT_FALLBACK.get(variant, ())):
+            for b in order:
+                found = self.fits[b][family].get(candidate)
+                if found is not None:
+                    return found
+        return None
+
+
 @dataclass(frozen=True)
 class ServingProfile:
     """What a serving engine (TensorRT-LLM, vLLM, SGLang, or a generic average) adds to the kernels.
@@ -149,11 +206,12 @@ class HardwareSpec:
     sources: str
     collectives: Collectives | None = None  # filled from the file, or the plain ring over the links
     tdp_watts: float | None = None  # one chip's board power (TDP/TGP); None where no source gives it
+    kernels: KernelModels | None = None  # fitted kernel models; None for chips without measured tables
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "HardwareSpec":
         data = dict(data)
-        optional = {"collectives", "tdp_watts"}
+        optional = {"collectives", "tdp_watts", "kernels"}
         _check_keys(data, {f.name for f in fields(cls)} - optional, origin, optional=optional)
         eff = data["efficiency"]
         if not isinstance(eff, Mapping):
@@ -175,6 +233,7 @@ class HardwareSpec:
         else:
             data["collectives"] = Collectives.ring(
                 data["scaleup_latency_s"], data["scaleup_bytes_per_s"] * data["efficiency"].scaleup)
+        data["kernels"] = None if data.get("kernels") is None else KernelModels.from_dict(data["kernels"], origin)
         spec = cls(**data)
         spec._validate(origin)
         return spec

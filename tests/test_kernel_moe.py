@@ -72,7 +72,7 @@ def test_broadcasts_over_configurations():
 # -- the fit (needs shared/data/kernels beside the checkout) -------------------------------------------------
 
 fit = pytest.importorskip("perfkit.calibration.kernels.moe")
-HAVE_TABLES = fit.shared_data("kernels", "h100_sxm").exists()
+HAVE_TABLES = "trtllm" in fit.tables.files("h100_sxm", fit.TABLE)
 needs_tables = pytest.mark.skipif(not HAVE_TABLES, reason="shared/data/kernels not present")
 
 
@@ -106,6 +106,6 @@ def test_fit_on_a_small_subset_predicts_a_held_out_shape():
 def test_held_out_shapes_within_the_target():
     # the issue-10 target: median <= 8%, p90 <= 25% on held-out model shapes
     e = fit.errors("h100_sxm", "trtllm", variants=("bf16",))
-    held = e[e.held_out & ~e.artifact].error
+    held = e[e.split == "held-out"].error
     assert len(held) > 1000
     assert held.median() <= 0.08 and held.quantile(0.9) <= 0.25

@@ -33,6 +33,12 @@ def register(sub) -> None:
                    help="instead of the serving fit, fit the collectives block of every system folder of DIR "
                         "(nccl_perf / custom_allreduce_perf tables, e.g. ../shared/data/kernels) into the "
                         "hardware files")
+    p.add_argument("--kernels", metavar="DIR", default=None,
+                   help="instead of the serving fit, fit the kernel models (every registered family: gemm, ...) "
+                        "of every system folder of DIR (<system>/<table>.<backend>-<version>.parquet or .csv, "
+                        "e.g. ../shared/data/kernels) into the hardware files' kernels: block")
+    p.add_argument("--systems", default=None,
+                   help="with --kernels: comma-separated system folders to fit (default: every folder of DIR)")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("accuracy", help="accuracy of the shipped parameters against a measurements CSV")
@@ -52,6 +58,8 @@ def _calibrate(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.collectives:
         return _collectives(args)
+    if args.kernels:
+        return _kernels(args)
     groups = HELD_OUT if args.holdout is None else parse_groups(args.holdout)
     measured = load(args.csv)
     train = measured[~held_out(measured, groups)]
@@ -108,12 +116,47 @@ def _collectives(args) -> int:
     return 0
 
 
+def _hardware_out(args) -> Path:
+    """The hardware folder a table fit writes into: a copy of the catalog's under ``--out-dir``, or the
+    catalog's own."""
+    from .. import catalog
+
+    hw_root = Path(catalog._hardware_root())
+    if args.out_dir:
+        out = Path(args.out_dir) / "hardware"
+        out.mkdir(parents=True, exist_ok=True)
+        for f in hw_root.glob("*.yaml"):
+            shutil.copy(f, out / f.name)
+        hw_root = out
+    return hw_root
+
+
+def _kernels(args) -> int:
+    from ..errors import PerfkitError
+    from .kernels import FAMILIES, tables, write_blocks
+
+    root = Path(args.kernels)
+    present = sorted({s for m in FAMILIES.values() for s in tables.systems(m.TABLE, root)})
+    systems = present if args.systems is None else [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(systems) - set(present))
+    if unknown or not systems:
+        tables_named = ", ".join(sorted({m.TABLE for m in FAMILIES.values()}))
+        raise PerfkitError(f"--kernels {args.kernels!r} holds no {tables_named} table for "
+                           f"{', '.join(unknown) or 'any system'}; system folders with one: "
+                           f"{', '.join(present) or 'none'}", field="systems" if unknown else "kernels")
+    hw_root = _hardware_out(args)
+    fitted = write_blocks(root, hw_root, systems)
+    print(f"wrote the kernel models of {', '.join(sorted(fitted))} into {hw_root}")
+    return 0
+
+
 def _accuracy(args) -> int:
     from .measurements import load
-    from .report import accuracy_markdown, evaluate_accuracy, summary
+    from .report import accuracy_markdown, evaluate_accuracy, kernel_markdown, summary
 
     frame = evaluate_accuracy(load(args.csv))
-    Path(args.report).write_text(accuracy_markdown(frame, "perfkit accuracy --report " + args.report))
+    Path(args.report).write_text(accuracy_markdown(frame, "perfkit accuracy --report " + args.report,
+                                                   kernels=kernel_markdown()))
     print({k: round(v, 1) for k, v in summary(frame).items()})
     print(f"wrote {args.report}")
     return 0

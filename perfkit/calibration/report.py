@@ -90,7 +90,37 @@ def _md(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> str:
+KERNEL_TARGETS = {"median": 8.0, "p90": 25.0}
+
+
+def kernel_markdown(root=None) -> str:
+    """The "Kernel-level accuracy (held-out shapes)" section: the shipped ``kernels:`` parameters of every
+    registered family scored on the tables of ``shared/data/kernels`` (a note when they are absent)."""
+    from pathlib import Path
+
+    from .kernels import error_table as kernel_errors, split, tables
+
+    head = ["## Kernel-level accuracy (held-out shapes)", ""]
+    folder = tables.default_dir() if root is None else Path(root)
+    table = kernel_errors(root) if folder.is_dir() else None
+    if table is None or table.empty:
+        return "\n".join(head + [f"No kernel tables at `{folder}`: this section needs `shared/data/kernels` "
+                                  "(see its README); skipped.", ""])
+    held = table[table["split"] == "held-out"].drop(columns="split")
+    misses = held[(held["median"] > KERNEL_TARGETS["median"]) | (held["p90"] > KERNEL_TARGETS["p90"])]
+    shown = held.assign(median=held["median"].round(1), p90=held["p90"].round(1)).set_index("system")
+    return "\n".join(head + [
+        "Each kernel family's closed form (`perfkit/engine/kernels`) with the parameters shipped in the hardware "
+        "files' `kernels:` block, scored against the measured kernel tables (aiconfigurator-core 0.12.0) on "
+        f"shapes the fit never saw: every {split.EVERY}th distinct shape key, sorted (GEMM: the weight shape "
+        "(n, k), all its m and dtypes; attention: the head configuration; MoE: the model shape), see "
+        "`perfkit/calibration/kernels/split.py`. Errors are `|predicted / measured - 1|` per kernel call, in %; "
+        f"targets: median <= {KERNEL_TARGETS['median']:.0f}%, p90 <= {KERNEL_TARGETS['p90']:.0f}%. "
+        f"{len(held) - len(misses)} of {len(held)} (system, backend, family, dtype) groups meet both.",
+        "", _md(shown), ""])
+
+
+def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "", kernels: str = "") -> str:
     s = summary(frame)
 
     def verdict(value, target):
@@ -166,4 +196,6 @@ def accuracy_markdown(frame: pd.DataFrame, command: str, fit_note: str = "") -> 
         "## Disaggregated points (supplement) by hardware", "",
         _md(error_table(frame[frame["mode"] == "disagg"], ["split", "system"])), "",
     ]
+    if kernels:
+        parts += [kernels]
     return "\n".join(parts)

@@ -6,7 +6,9 @@ kernel (``KERNELS``; the non-gated and min-latency variants are other kernels fo
 ``scipy.optimize.least_squares`` on log(predicted / measured) with a soft-L1 loss inside ``PARAMS``' bounds.
 
 Held out: every row of every fourth (hidden_size, inter_size, topk, num_experts) model shape, sorted
-(``held_out``); the errors are |predicted / measured - 1| on those rows.
+(:mod:`.split`); the errors are |predicted / measured - 1| on those rows. Layouts that contradict one
+kernel's physics (``artifacts``) are neither fitted nor scored with the rest: their rows carry
+``split == "artifact"``.
 """
 from __future__ import annotations
 
@@ -17,18 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from ...catalog import hardware_spec
 from ...dtypes import BYTES
 from ...engine.kernels import moe as closed
-from ..measurements import shared_data
+from . import split, tables
 
-#: aiconfigurator system -> catalog hardware (its peaks and HBM bandwidth price the fit).
-SYSTEMS = {
-    "h100_sxm": "nvidia_h100_hgx", "h200_sxm": "nvidia_h200_hgx", "b200_sxm": "nvidia_b200_hgx",
-    "b300_sxm": "nvidia_b300_hgx", "gb200": "nvidia_gb200_single", "gb300": "nvidia_gb300_nvl72",
-    "a100_sxm": "nvidia_a100_hgx", "l40s": "nvidia_l40s_server",
-}
-BACKENDS = ("trtllm", "vllm")
+TABLE = "moe_perf"
 
 #: table moe_dtype -> (perfkit variant, weight storage dtype, the dtype whose peak the GEMMs compute at)
 DTYPES = {
@@ -56,17 +51,6 @@ START = {"plateau": 0.5, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.
          "fixed_per_hidden_s": 3e-9, "overlap": 2.0, "cache_bytes": 3e7, "cache_sharpness": 3.0}
 
 
-@functools.lru_cache(maxsize=32)
-def _table(system: str, backend: str) -> pd.DataFrame:
-    """The system's moe_perf table for one backend (every version file of that backend, concatenated)."""
-    folder = shared_data("kernels", system)
-    files = sorted(folder.glob(f"moe_perf.{backend}-*.parquet")) + sorted(folder.glob(f"moe_perf.{backend}-*.csv"))
-    if not files:
-        raise FileNotFoundError(f"no moe_perf.{backend}-*.parquet under {folder}")
-    return pd.concat([pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files],
-                     ignore_index=True)
-
-
 def kernel_source(table: pd.DataFrame, backend: str, moe_dtype: str) -> str | None:
     """The kernel a dtype is fitted on: the first of ``KERNELS``' patterns that matches a source in the table."""
     sources = sorted(table.loc[table.moe_dtype == moe_dtype, "kernel_source"].unique())
@@ -78,19 +62,20 @@ def kernel_source(table: pd.DataFrame, backend: str, moe_dtype: str) -> str | No
     return None
 
 
-def rows(system: str, backend: str, distribution: str = "balanced") -> pd.DataFrame:
-    """The rows a fit sees: one kernel per dtype, one routing distribution, with the chip's figures attached.
+def rows(system: str, backend: str, distribution: str = "balanced", root=None) -> pd.DataFrame:
+    """The rows a fit sees: one kernel per dtype, one routing distribution, with the chip's figures attached,
+    ``held_out``, ``artifact`` and ``split`` ("train", "held-out" or "artifact") marked.
 
     ``distribution="balanced"`` falls back to ``power_law_1.01`` where a table has no balanced rows."""
-    return _rows(system, backend, distribution).copy()
+    return _rows(system, backend, distribution, None if root is None else str(root)).copy()
 
 
 @functools.lru_cache(maxsize=8)
-def _rows(system: str, backend: str, distribution: str) -> pd.DataFrame:
-    table = _table(system, backend)
+def _rows(system: str, backend: str, distribution: str, root) -> pd.DataFrame:
+    table = tables.load(system, TABLE, backend, root)
     if distribution == "balanced" and not (table.distribution == "balanced").any():
         distribution = "power_law_1.01"
-    hw = hardware_spec(SYSTEMS[system])
+    hw = tables.hardware(system)
     parts = []
     for moe_dtype in sorted(set(table.moe_dtype) & set(DTYPES)):
         source = kernel_source(table, backend, moe_dtype)
@@ -104,9 +89,9 @@ def _rows(system: str, backend: str, distribution: str) -> pd.DataFrame:
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     out["hbm"] = hw.hbm_bytes_per_s
-    out["seconds"] = out["latency"] * 1e-3
-    out["held_out"] = held_out(out)
+    out["held_out"] = split.held_out(out, "moe")
     out["artifact"] = artifacts(out)
+    out["split"] = np.where(out.artifact, "artifact", split.label(out.held_out))
     return out
 
 
@@ -140,13 +125,6 @@ def artifacts(df: pd.DataFrame, tolerance: float = 1.05) -> np.ndarray:
 
 
 
-def held_out(df: pd.DataFrame) -> np.ndarray:
-    """True for the rows of every fourth distinct model shape (hidden, inter, topk, experts), sorted."""
-    shapes = sorted(set(map(tuple, df[SHAPE].to_numpy().tolist())))
-    out = {s for i, s in enumerate(shapes) if i % 4 == 1}
-    return np.array([tuple(r) in out for r in df[SHAPE].to_numpy().tolist()])
-
-
 def predict(params: dict, df: pd.DataFrame) -> np.ndarray:
     """The closed form's seconds for the table rows ``df``."""
     return closed.moe_seconds(params, df.num_tokens.to_numpy(float), df.hidden_size.to_numpy(float),
@@ -161,8 +139,9 @@ def fit_rows(df: pd.DataFrame) -> dict:
     names = list(closed.PARAMS)
     low = np.array([closed.PARAMS[n][0] for n in names])
     high = np.array([closed.PARAMS[n][1] for n in names])
-    # the fixed costs are fitted in micro- and nanoseconds so every parameter is of order one for the solver
-    scale = np.array([{"fixed_s": 1e-6, "fixed_per_hidden_s": 1e-9, "cache_bytes": 1e7, "fill_elements": 1e6, "expert_s": 1e-7}.get(n, 1.0) for n in names])
+    # each parameter in units that make it of order one for the solver
+    units = {"fixed_s": 1e-6, "fixed_per_hidden_s": 1e-9, "cache_bytes": 1e7, "fill_elements": 1e6, "expert_s": 1e-7}
+    scale = np.array([units.get(n, 1.0) for n in names])
     measured = np.log(df.seconds.to_numpy())
 
     def residual(x):
@@ -174,21 +153,23 @@ def fit_rows(df: pd.DataFrame) -> dict:
     return {n: float(v) for n, v in zip(names, best.x * scale)}
 
 
-def fit(system: str, backend: str, train_only: bool = True, variants=None) -> dict:
+def fit(system: str, backend: str, root=None, variants=None, train_only: bool = True) -> dict:
     """Fitted params per variant: {variant: {param: value}} (training shapes only unless ``train_only=False``;
     every variant in the table unless ``variants`` names some)."""
-    df = rows(system, backend)
-    df = df[~df.artifact & (df.variant.isin(variants) if variants else True)]
+    df = rows(system, backend, root=root)
+    df = df[~df.artifact]
+    if variants:
+        df = df[df.variant.isin(variants)]
     if train_only:
         df = df[~df.held_out]
     return {variant: fit_rows(part) for variant, part in df.groupby("variant")}
 
 
-def errors(system: str, backend: str, params: dict | None = None, variants=None) -> pd.DataFrame:
-    """|predicted / measured - 1| per row of the balanced table, with ``held_out`` and ``artifact`` marked
-    (``params``: fitted on the training shapes unless given)."""
-    df = rows(system, backend)
-    params = fit(system, backend, variants=variants) if params is None else params
+def errors(system: str, backend: str, fitted: dict | None = None, root=None, variants=None) -> pd.DataFrame:
+    """|predicted / measured - 1| (``error``) per row of the balanced table, with ``split`` marked
+    (``fitted``: {variant: params}, fitted on the training shapes unless given)."""
+    df = rows(system, backend, root=root)
+    params = fit(system, backend, root, variants) if fitted is None else fitted
     parts = []
     for variant, part in df.groupby("variant"):
         if variant not in params:
@@ -228,7 +209,7 @@ def summary(errors_frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts + [kernels], axis=1).reset_index()
 
 
-def fit_all(systems=tuple(SYSTEMS), backends=BACKENDS):
+def fit_all(systems=tuple(tables.SYSTEMS), backends=tables.BACKENDS):
     """Fit every (system, backend) table present: ({system: {backend: {"moe": {variant: params}}}}, errors)."""
     params, frames = {}, []
     for system in systems:
@@ -238,7 +219,7 @@ def fit_all(systems=tuple(SYSTEMS), backends=BACKENDS):
             except FileNotFoundError:
                 continue
             params.setdefault(system, {})[backend] = {"moe": fitted}
-            frames.append(errors(system, backend, fitted))
+            frames.append(errors(system, backend, fitted).assign(system=system, backend=backend))
     return params, pd.concat(frames, ignore_index=True)
 
 

@@ -1,9 +1,20 @@
-"""Kernel models: closed forms of measured kernel timings, fitted per chip and evaluated by the engine.
+"""Kernel time models fitted to measured kernel tables: one closed form per kernel family.
 
-Each module declares ``PARAMS`` (its fitted parameters and their physical bounds) and ``*_seconds``
-functions that broadcast over arrays of configurations. ``FAMILIES`` maps a family name (the key under a
-hardware YAML's ``kernels: <backend>:``) to its module.
+Each module holds ``PARAMS`` (parameter name -> physical bounds, checked when a hardware file loads) and
+``*_seconds(params, ...)`` functions of the kernel's shape, the chip's peak FLOP/s and HBM bandwidth, pure
+numpy that broadcasts over arrays of configurations. The fitted values live in the hardware files'
+``kernels:`` block (:class:`perfkit.specs.KernelModels`), written by ``perfkit calibrate --kernels``.
 """
-from . import moe
+from __future__ import annotations
 
-FAMILIES = {"moe": moe}
+from . import gemm, moe
+from .gemm import gemm_seconds
+from .moe import moe_seconds
+
+#: family name (as in the ``kernels:`` block) -> the module holding its closed form and ``PARAMS``.
+FAMILIES = {
+    "gemm": gemm,
+    "moe": moe,
+}
+
+__all__ = ["FAMILIES", "gemm", "gemm_seconds", "moe", "moe_seconds"]

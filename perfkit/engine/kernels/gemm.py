@@ -1,0 +1,63 @@
+"""Time of one dense GEMM ``[m, k] x [k, n]`` on one chip: a closed form fitted per (system, backend, dtype).
+
+Two physical limits bound a GEMM: reading its operands from HBM, ``bytes / (bandwidth x hbm_bytes_per_s)``
+with ``bytes = n k w + m k a + m n a`` (weights of ``w`` bytes per element, activations in and out of ``a``),
+and its tensor-core work, ``2 n k (m + m_half) / (plateau x peak)``. The compute term is the plateau
+efficiency reached by large shapes, degraded at small ``m`` as if ``m_half`` extra rows were computed: an
+MMA tile of rows is padded whatever ``m`` is, so the efficiency ``m / (m + m_half)`` rises with ``m`` to the
+plateau. The two overlap (loads are pipelined under the MMAs), so the time is their ``sharpness``-norm,
+``(t_read^p + t_compute^p)^(1/p)``, which tends to the larger one and is at most 2^(1/p) times it where they
+are equal; every call also pays ``launch_s`` (kernel launch and the prologue/epilogue that no shape hides).
+
+At ``m`` = 1..~100 tokens (decode) the weight read dominates and time is flat in ``m``; at thousands of
+tokens (prefill) the compute term does and time grows linearly with ``m``. Pure numpy on broadcast arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Variant (the dtype of a ``kernels.<backend>.gemm`` entry) -> the peak (``peak_flops_per_s`` key) it
+#: computes at: weight-only int8/int4 dequantize to 16-bit, ``int8`` is W8A8 (SmoothQuant) on int8 cores.
+COMPUTE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4", "int8": "int8",
+           "int8_wo": "bf16", "int4": "bf16"}
+#: Variant -> bytes per weight element read from HBM.
+WEIGHT_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "fp4": 0.5, "int8": 1.0,
+                "int8_wo": 1.0, "int4": 0.5}
+
+#: name -> (low, high): the physical range of each fitted parameter.
+PARAMS: dict[str, tuple[float, float]] = {
+    "plateau": (0.02, 1.0),       # fraction of the dtype's peak FLOP/s large shapes reach
+    "bandwidth": (0.05, 1.5),     # fraction of HBM bandwidth weight reads reach (>1 only from L2 reuse)
+    "m_half": (0.0, 4096.0),      # rows of padding-equivalent work: efficiency m / (m + m_half)
+    "sharpness": (1.0, 8.0),      # p of the p-norm joining the read and compute times
+    "launch_s": (0.0, 1e-3),      # fixed cost per call (launch, host-side quantization ops), seconds
+    "k_step_s": (0.0, 1e-7),      # serial latency per element of k of one tile's reduction loop, seconds
+    "k_split": (16.0, 1e6),       # k beyond which the reduction is split over CTAs (the serial part saturates)
+    "row_s": (0.0, 1e-7),         # seconds per row of m outside the GEMM (activation quantization, scaling)
+}
+
+
+def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_bytes, activation_bytes=2.0):
+    """Seconds of one GEMM of ``m`` tokens by a ``k x n`` weight.
+
+    ``params``: a mapping of :data:`PARAMS` names to floats or arrays (broadcast with the shapes, so one call
+    can evaluate several dtypes); ``m, n, k``: array-likes of the GEMM shape; ``peak_flops_per_s``: the
+    chip's dense peak for the format the GEMM computes in; ``hbm_bytes_per_s``: the chip's HBM bandwidth;
+    ``weight_bytes``: bytes per weight element (2 bf16, 1 fp8/int8, 0.5 fp4/int4); ``activation_bytes``:
+    bytes per activation element read and written (2: 16-bit activations).
+
+    >>> p = {"plateau": 0.8, "bandwidth": 0.8, "m_half": 0.0, "sharpness": 4.0, "launch_s": 0.0,
+    ...      "k_step_s": 0.0, "k_split": 2048.0, "row_s": 0.0}
+    >>> t = gemm_seconds(p, [1, 65536], 8192, 8192, 989e12, 3.35e12, 2.0)
+    >>> bool(t[0] >= 8192 * 8192 * 2 / (0.8 * 3.35e12)), bool(t[1] >= 2 * 65536 * 8192 ** 2 / (0.8 * 989e12))
+    (True, True)
+    """
+    m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    moved = n * k * weight_bytes + (m * k + m * n) * activation_bytes
+    t_read = moved / (params["bandwidth"] * hbm_bytes_per_s)
+    t_compute = 2.0 * n * k * (m + params["m_half"]) / (params["plateau"] * peak_flops_per_s)
+    p = params["sharpness"]
+    big = np.maximum(t_read, t_compute)
+    # the p-norm written around the larger term, so that no power overflows
+    serial = params["k_step_s"] * k * params["k_split"] / (k + params["k_split"])
+    return big * ((t_read / big) ** p + (t_compute / big) ** p) ** (1.0 / p) + params["launch_s"] + serial + params["row_s"] * m
