@@ -1,6 +1,9 @@
 """The MoE layer closed form: its physics, and its fit to aiconfigurator's moe_perf tables."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +12,8 @@ from perfkit.engine.kernels import FAMILIES, moe
 
 # H100 SXM: 989 TFLOP/s dense bf16, 3.35 TB/s HBM3 (NVIDIA H100 datasheet)
 PEAK, HBM = 989e12, 3.35e12
-TYPICAL = {"plateau": 0.8, "pad_rows": 60.0, "fill_elements": 2e6, "weight_bw": 0.9, "expert_s": 2e-7, "token_passes": 2.0, "row_passes": 6.0,
+TYPICAL = {"plateau": 0.8, "pad_rows": 60.0, "fill_elements": 2e6, "weight_bw": 0.9, "expert_s": 2e-7,
+           "token_passes": 2.0, "row_passes": 6.0,
            "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 2.5,
            "cache_bytes": 0.0, "cache_sharpness": 4.0}
 # Qwen3-30B-A3B's MoE layer: hidden 2048, expert width 768, top-8 of 128 experts
@@ -109,3 +113,29 @@ def test_held_out_shapes_within_the_target():
     held = e[e.split == "held-out"].error
     assert len(held) > 1000
     assert held.median() <= 0.08 and held.quantile(0.9) <= 0.25
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_moe_params.json"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="benchmarks/kernel_moe_params.json not written")
+def test_every_shipped_fit_is_physical():
+    """Each fitted (system, backend, dtype) curve, priced cold (cache_bytes = 0, as the engine serves a
+    layer), grows with tokens, never beats the weight reads or the peak, and gets cheaper with more EP."""
+    fitted = json.loads(SHIPPED.read_text())
+    count = 0
+    for backends in fitted.values():
+        for families in backends.values():
+            for variant, params in families["moe"].items():
+                for name, (low, high) in moe.PARAMS.items():
+                    assert low <= params[name] <= high, (variant, name)
+                cold = {**params, "cache_bytes": 0.0}
+                t = _seconds(TOKENS, moe_ep=4, params=cold)
+                assert np.all(np.diff(t) >= 0)
+                expert = 3 * QWEN["hidden"] * QWEN["inter"]
+                touched = np.minimum(1.0, TOKENS * QWEN["topk"] / QWEN["experts"])
+                assert np.all(t >= touched * QWEN["experts"] / 4 * expert * 2.0 / HBM)
+                assert np.all(t >= 2 * TOKENS * QWEN["topk"] / 4 * expert / PEAK)
+                assert float(_seconds(4096.0, moe_ep=8, params=cold)) < float(_seconds(4096.0, moe_ep=2, params=cold))
+                count += 1
+    assert count >= 40

@@ -46,9 +46,8 @@ KERNELS = {
 }
 SHAPE = ["hidden_size", "inter_size", "topk", "num_experts"]
 #: What the fit starts from (inside PARAMS' bounds).
-START = {"plateau": 0.5, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.8, "expert_s": 2e-7, "token_passes": 5.0, "row_passes": 5.0,
-         "fixed_s": 1e-5,
-         "fixed_per_hidden_s": 3e-9, "overlap": 2.0, "cache_bytes": 3e7, "cache_sharpness": 3.0}
+START = {"plateau": 0.5, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.8, "expert_s": 2e-7,
+         "token_passes": 5.0, "row_passes": 5.0, "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 2.0, "cache_bytes": 3e7, "cache_sharpness": 3.0}
 
 
 def kernel_source(table: pd.DataFrame, backend: str, moe_dtype: str) -> str | None:

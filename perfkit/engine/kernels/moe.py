@@ -8,21 +8,26 @@ expert-parallel group (every rank routes them all and computes the rows that lan
 
     rows    = tokens * topk / moe_ep                      token-expert rows on this GPU
     active  = experts / moe_ep * touched                  local experts that receive at least one row
-    compute = 2 * 3 * hidden * ((rows + pad_rows * active) * inter / moe_tp + fill_elements) / (plateau * peak)
+    compute = 2 * 3 * hidden * ((rows + pad_rows * active) * inter / moe_tp + fill_elements)
+              / (plateau * peak)
     read    = active * 3 * hidden * inter / moe_tp * weight_bytes
-    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm) + expert_s * active
+    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm)
+              + expert_s * active
     tokens' = (token_passes * tokens + row_passes * rows) * hidden * 2 bytes / hbm
-    time    = fixed_s + fixed_per_hidden_s * hidden + tokens' + (compute**overlap + weights**overlap) ** (1 / overlap)
+    time    = fixed_s + fixed_per_hidden_s * hidden + tokens'
+              + (compute ** overlap + weights ** overlap) ** (1 / overlap)
 
 ``pad_rows`` is the grouped GEMM's tile padding: every active expert's rows are rounded up to the kernel's
-tile, so many experts with few rows each run below the plateau; ``fill_elements`` is the output area
-(rows x width) one wave of the chip's SMs covers: a smaller grouped GEMM still takes about one wave. ``tokens'`` is the per-token work outside the
-GEMMs (top-k routing and activation quantization once per token, permute / unpermute / the activation per
-routed row), counted as passes over a token's 16-bit hidden vector at the chip's HBM bandwidth. The smooth
-maximum lets compute and weight reads overlap (``overlap`` -> infinity: perfect overlap; 1: none).
-The tables time repeated calls of one layer, so weights that fit the L2 cache come from there
-(``cache_bytes``); a model's many layers evict each other, so the engine prices a served layer with
-``cache_bytes = 0`` (every weight from HBM).
+tile, so many experts with few rows each run below the plateau; ``fill_elements`` is the output area (rows x
+width) one wave of the chip's SMs covers: a smaller grouped GEMM still takes about one wave. ``expert_s`` is
+each active expert's own cost beyond its bytes (its scales, tile setup and scheduling); ``fixed_per_hidden_s``
+grows the smallest call's floor with the model width. ``tokens'`` is the per-token work outside the GEMMs
+(top-k routing and activation quantization once per token, permute / unpermute / the activation per routed
+row), counted as passes over a token's 16-bit hidden vector at the chip's HBM bandwidth. The smooth maximum
+lets compute and weight reads overlap (``overlap`` -> infinity: perfect overlap; 1: none). The tables time
+repeated calls of one layer, so weights that fit the L2 cache come from there (``cache_bytes``); a model's
+many layers evict each other, so the engine prices a served layer with ``cache_bytes = 0`` (every weight from
+HBM).
 
 ``touched`` defaults to balanced routing (what the fitted tables measure): rows spread evenly, so
 ``min(1, tokens * topk / experts)`` of the experts receive rows. Random routing touches fewer experts at
@@ -45,7 +50,7 @@ PARAMS: dict[str, tuple[float, float]] = {
     "fixed_per_hidden_s": (0.0, 2e-8),  # per call and hidden element: the smallest call's tiles (seconds)
     "overlap": (1.0, 8.0),         # smooth-maximum exponent of compute and weight-read time
     "cache_bytes": (0.0, 1e9),     # weights a repeated call finds in the L2 cache (bytes; 0: always from HBM)
-    "cache_sharpness": (1.0, 16.0), # how sharply reads move from cache to HBM as the weights outgrow it
+    "cache_sharpness": (1.0, 16.0),  # how sharply reads move from cache to HBM as the weights outgrow it
 }
 
 #: Bytes per element of the 16-bit activations the permutation moves.
@@ -71,7 +76,8 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     nvfp4); hbm_bytes_per_s: the chip's HBM bandwidth; touched: fraction of experts receiving rows
     (default: balanced routing, ``balanced_touched``). ``params``: a mapping with the keys of ``PARAMS``.
 
-    >>> p = {"plateau": 0.6, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.85, "expert_s": 2e-7, "token_passes": 4.0, "row_passes": 6.0,
+    >>> p = {"plateau": 0.6, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.85, "expert_s": 2e-7,
+    ...      "token_passes": 4.0, "row_passes": 6.0,
     ...      "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 3.0,
     ...      "cache_bytes": 0.0, "cache_sharpness": 4.0}
     >>> t1 = moe_seconds(p, 1, 2048, 768, 8, 128, 1, 1, 2.0, 989e12, 3.35e12)
