@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import attention, gemm, split, tables
+from . import attention, gemm, moe, split, tables
 
 #: family (key of the ``kernels.<backend>`` block) -> calibration module (``TABLE``, ``fit``, ``errors``).
 FAMILIES = {
     "gemm": gemm,
     **attention.FAMILIES,
+    "moe": moe,
 }
 PROVENANCE = "aiconfigurator-core 0.12.0 tables"
 

@@ -7,10 +7,11 @@ numpy that broadcasts over arrays of configurations. The fitted values live in t
 """
 from __future__ import annotations
 
-from . import attention, gemm
+from . import attention, gemm, moe
 from .attention import (context_attention_seconds, context_mla_seconds, generation_attention_seconds,
                         generation_mla_seconds)
 from .gemm import gemm_seconds
+from .moe import moe_seconds
 
 #: family name (as in the ``kernels:`` block) -> the module holding its closed form and ``PARAMS``.
 FAMILIES = {
@@ -19,7 +20,8 @@ FAMILIES = {
     "generation_attention": attention,
     "context_mla": attention,
     "generation_mla": attention,
+    "moe": moe,
 }
 
 __all__ = ["FAMILIES", "attention", "context_attention_seconds", "context_mla_seconds", "gemm", "gemm_seconds",
-           "generation_attention_seconds", "generation_mla_seconds"]
+           "generation_attention_seconds", "generation_mla_seconds", "moe", "moe_seconds"]
