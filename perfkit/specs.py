@@ -106,7 +106,7 @@ class KernelModels:
     #: chip's published microbenchmark levels: not kernel-calibrated, see calibration/kernels/sourced.py)
     status: str = "fitted"
 
-    STATUSES = ("fitted", "sourced")
+    STATUSES = ("fitted", "sourced")  # and "prior": built in the engine for a file without the block
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "KernelModels":

@@ -60,6 +60,7 @@ class AttentionCore:
     kv_dtype: np.ndarray
     mla: bool
     prefill: bool
+    ranks: np.ndarray  # context-parallel ranks splitting each sequence (``new`` and ``context`` are one's)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         collectives=collectives,
         gemms=[Gemm(tokens, n, k) for n, k in shapes],
         core=AttentionCore(seqs, new, p.context / cp, core_heads, core_kv_heads, core_dim, model.window_fractions,
-                           cfg["kv_dtype"], model.is_mla, p.prefill),
+                           cfg["kv_dtype"], model.is_mla, p.prefill, cp),
     )
 
 

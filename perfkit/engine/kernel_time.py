@@ -15,54 +15,81 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY, DTYPES
 from ..specs import KERNEL_VARIANT_FALLBACK, HardwareSpec, KernelModels, ModelSpec
-from .costs import LayerCost
-from .kernels import gemm
+from .costs import AttentionCore, Experts, LayerCost
+from .kernels import FAMILIES as CLOSED_FORMS
+from .kernels import attention, gemm, moe
 
-#: The kernel variant each engine dtype runs: fp32 layers use the 16-bit kernels' shape at the fp32 peak.
+#: The kernel variant each engine dtype runs (fp32 layers: the 16-bit kernels' shape at the fp32 peak), and
+#: the variants tried next where a chip or a fit lacks one (always a wider or slower path).
 VARIANT = {"fp32": "bf16", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "int8": "int8", "fp4": "fp4",
            "int4": "int4"}
+FALLBACK = {**KERNEL_VARIANT_FALLBACK, "mxfp4_w4a8": ("mxfp4_w4a16", "fp8", "bf16"),
+            "mxfp4_w4a16": ("int4", "fp8_block", "fp8", "bf16")}
+#: The format each variant's tensor-core work runs in (its peak): weight-only variants dequantize to 16 bits.
+COMPUTE = {**gemm.COMPUTE, "mxfp4_w4a8": "fp8", "mxfp4_w4a16": "bf16"}
+#: KV-cache dtype -> the attention kernels' variant (8-bit and narrower caches are stored in fp8).
+KV_VARIANT = {"fp32": "bf16", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "int8": "fp8", "fp4": "fp8",
+              "int4": "fp8"}
+DECODE_FAMILIES = ("generation_attention", "generation_mla")
+PREFILL_FAMILIES = ("context_attention", "context_mla")
+
+
+def _wanted(family: str, dtype: str, checkpoint: str | None) -> str:
+    """The variant a layer of ``dtype`` asks for, given the checkpoint's quantization: fp8 checkpoints
+    (DeepSeek's, Qwen3's) are quantized in 128 x 128 blocks, gpt-oss's MXFP4 experts run w4a8 kernels."""
+    if dtype == "fp8" and checkpoint == "fp8":
+        return "fp8_block"
+    if family == "moe" and dtype == "fp4" and checkpoint == "mxfp4":
+        return "mxfp4_w4a8"
+    return VARIANT[dtype]
 
 
 class KernelTable:
-    """Fitted parameters of one chip and backend, as arrays over ``DTYPES`` (NaN where nothing fits)."""
+    """Fitted parameters of one chip and backend, each an array over ``DTYPES`` (the layer's dtype; for
+    the attention families the KV-cache dtype, and for prefill attention over both: ``[layer, kv]``), with
+    the peak FLOP/s each entry's variant computes at (NaN where nothing fits)."""
 
-    def __init__(self, hw: HardwareSpec, backend: str, block_fp8: bool):
+    def __init__(self, hw: HardwareSpec, backend: str, checkpoint: str | None):
         models = kernel_models(hw)
-        self.calibrated = hw.kernels is not None
-        self.gemm, self.gemm_peak = _gathered(hw, models, backend, "gemm", gemm.PARAMS, block_fp8)
+        self.status = models.status
+        for family in ("gemm", "moe"):
+            chosen = [_wanted(family, d, checkpoint) for d in DTYPES]
+            setattr(self, family, _gathered(hw, models, backend, family, chosen))
+        kv = [KV_VARIANT[d] for d in DTYPES]
+        for family in DECODE_FAMILIES + ("context_mla",):
+            setattr(self, family, _gathered(hw, models, backend, family, kv, compute="bf16"))
+        pairs = [attention.context_variant("fp8" if d in ("fp8", "fp4") else "bf16", KV_VARIANT[k])
+                 for d in DTYPES for k in DTYPES]
+        params, peak = _gathered(hw, models, backend, "context_attention", pairs, compute="attention")
+        shape = (len(DTYPES), len(DTYPES))
+        self.context_attention = ({k: v.reshape(shape) for k, v in params.items()}, peak.reshape(shape))
 
 
-def _gathered(hw, models: KernelModels, backend, family, names, block_fp8):
-    """Each parameter of ``family`` as an array over ``DTYPES``, and the peak each dtype's variant computes
-    at: the nearest variant (``KERNEL_VARIANT_FALLBACK``) that is fitted and whose format the chip has."""
-    values = {name: np.full(len(DTYPES), np.nan) for name in names}
-    peak = np.full(len(DTYPES), np.nan)
-    for i, dtype in enumerate(DTYPES):
-        wanted = "fp8_block" if (dtype == "fp8" and block_fp8) else VARIANT[dtype]
-        for variant in (wanted, *KERNEL_VARIANT_FALLBACK.get(wanted, ())):
-            computes = "fp32" if dtype == "fp32" else gemm.COMPUTE.get(variant, variant)
+def _gathered(hw, models: KernelModels, backend, family, chosen, compute=None):
+    """Each parameter of ``family`` as an array over the ``chosen`` variants, and the peak each computes at:
+    the nearest variant (:data:`FALLBACK`) that is fitted and whose format the chip has. ``compute``:
+    ``None`` (the variant's own format), a format, or ``"attention"`` (fp8 for fp8 prefill kernels)."""
+    names = CLOSED_FORMS[family].PARAMS
+    values = {name: np.full(len(chosen), np.nan) for name in names}
+    peak = np.full(len(chosen), np.nan)
+    for i, wanted in enumerate(chosen):
+        for variant in (wanted, *FALLBACK.get(wanted, ())):
+            if compute == "attention":
+                computes = "fp8" if variant in ("fp8", "fp8_kv") and hw.peak_flops_per_s.get("fp8") else "bf16"
+            else:
+                computes = compute or COMPUTE.get(variant, variant)
             params = models.exact(backend, family, variant)
             if params is not None and hw.peak_flops_per_s.get(computes):
                 for name in values:
-                    values[name][i] = params[name]
+                    values[name][i] = params.get(name, np.nan)
                 peak[i] = hw.peak_flops_per_s[computes]
                 break
     return values, peak
 
 
 def kernel_models(hw: HardwareSpec) -> KernelModels:
-    """The chip's kernel models: its file's ``kernels:`` block, else priors from its ``efficiency`` block
-    (every variant alike: the dtypes differ by their peaks)."""
-    if hw.kernels is not None:
-        return hw.kernels
-    e = hw.efficiency
-    families = {
-        "gemm": {"plateau": e.matmul, "bandwidth": e.hbm, "m_half": e.matmul_half_tokens, "sharpness": 8.0,
-                 "launch_s": 0.0},
-    }
-    variants = ("bf16", "fp16", "fp8", "int8", "fp4")
-    return KernelModels(fits={"prior": {f: {v: p for v in variants} for f, p in families.items()}},
-                        source="priors from the efficiency block (no measured kernel tables)")
+    """The chip's kernel models: its file's ``kernels:`` block, else :func:`priors`."""
+    return hw.kernels if hw.kernels is not None else priors(hw)
 
 
 _TABLES: OrderedDict = OrderedDict()
@@ -72,7 +99,7 @@ _CAPACITY = 64  # a fit builds a few hardware candidates per evaluation: keep th
 def table(hw: HardwareSpec, backend: str, model: ModelSpec) -> KernelTable:
     """The (cached) :class:`KernelTable` of ``hw`` for ``backend`` and the checkpoint format of ``model``
     (fp8 checkpoints quantized in 128 x 128 blocks, DeepSeek's and Qwen3's, run the block-scaled kernels)."""
-    key = (id(hw), backend, model.weight_quantization == "fp8")
+    key = (id(hw), backend, model.weight_quantization)
     hit = _TABLES.get(key)
     if hit is not None and hit[0] is hw:
         _TABLES.move_to_end(key)
@@ -86,18 +113,67 @@ def table(hw: HardwareSpec, backend: str, model: ModelSpec) -> KernelTable:
 
 def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype) -> np.ndarray:
     """Seconds of a layer instance's weight GEMMs (``cost.gemms``) in ``dtype`` (an index array)."""
-    params = {name: values[dtype] for name, values in kt.gemm.items()}
-    peak, wbytes, abytes = kt.gemm_peak[dtype], BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
+    table, peaks = kt.gemm
+    params = {name: values[dtype] for name, values in table.items()}
+    peak, wbytes, abytes = peaks[dtype], BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
     total = 0.0
     for g in cost.gemms:
         total = total + g.count * gemm.gemm_seconds(params, g.m, g.n, g.k, peak, hw.hbm_bytes_per_s, wbytes, abytes)
     return total
 
 
+def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: AttentionCore, dtype) -> np.ndarray:
+    """Seconds of the attention kernel proper of one layer instance (``dtype``: the attention layer's)."""
+    kv = core.kv_dtype
+    if core.prefill:
+        if core.mla:
+            family, at = kt.context_mla, kv
+        else:
+            family, at = kt.context_attention, (dtype, kv)
+    else:
+        family, at = (kt.generation_mla if core.mla else kt.generation_attention), kv
+    table, peaks = family
+    params = {name: values[at] for name, values in table.items()}
+    peak, hbm = peaks[at], hw.hbm_bytes_per_s
+    if core.mla and core.prefill:
+        qk = model.qk_nope_head_dim + model.qk_rope_head_dim
+        return core.ranks * attention.context_mla_seconds(params, core.batch, core.new, core.heads, qk,
+                                                          model.v_head_dim, peak, hbm)
+    if core.mla:
+        return attention.generation_mla_seconds(params, core.batch, core.context, core.heads, model.kv_lora_rank,
+                                                model.qk_rope_head_dim, BYTES_ARRAY[kv], peak, hbm)
+    total = 0.0
+    for fraction, window in model.window_fractions:
+        if core.prefill:  # each context-parallel rank attends its share of the pairs
+            t = core.ranks * attention.context_attention_seconds(
+                params, core.batch, core.new, core.heads, core.kv_heads, core.head_dim, window, peak, hbm,
+                np.minimum(BYTES_ARRAY[kv], 2.0))
+        else:
+            t = attention.generation_attention_seconds(params, core.batch, core.context, core.heads, core.kv_heads,
+                                                       core.head_dim, window, BYTES_ARRAY[kv], peak, hbm)
+        total = total + fraction * t
+    return total
+
+
+def experts_time(kt: KernelTable, hw: HardwareSpec, experts: Experts, dtype) -> np.ndarray:
+    """Seconds of one mixture-of-experts layer's routed experts on one chip, in ``share`` of the layers:
+    routing as the engine expects it (an expert receives rows with chance ``1 - (1 - topk/E)^tokens``) and
+    every weight from HBM (a served model's layers evict each other from the L2 cache)."""
+    table, peaks = kt.moe
+    params = {name: values[dtype] for name, values in table.items()}
+    params["cache_bytes"] = 0.0
+    touched = 1.0 - np.power(1.0 - experts.topk / experts.experts, experts.tokens)
+    seconds = moe.moe_seconds(params, experts.tokens, experts.hidden, experts.inter, experts.topk,
+                              experts.experts, experts.tp, experts.ep, BYTES_ARRAY[dtype], peaks[dtype],
+                              hw.hbm_bytes_per_s, touched)
+    return experts.share * seconds
+
+
 def roofline(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype):
-    """The compute and memory seconds of a layer instance at the GEMM plateau and the achieved bandwidth:
-    the parts that name a pass's bottleneck (the kernels' own time is :func:`busy_seconds`)."""
-    compute = cost.flops / (kt.gemm_peak[dtype] * kt.gemm["plateau"][dtype])
+    """The compute and memory seconds of a layer instance at the GEMM plateau and the chip's achieved
+    bandwidth: the parts that name a pass's bottleneck (the kernels' own time is :func:`busy_seconds`)."""
+    table, peaks = kt.gemm
+    compute = cost.flops / (peaks[dtype] * table["plateau"][dtype])
     memory = cost.hbm_bytes / (hw.hbm_bytes_per_s * hw.efficiency.hbm)
     return compute, memory
 
@@ -106,9 +182,14 @@ def has_kernels(cost: LayerCost) -> bool:
     return bool(cost.gemms) or cost.core is not None or cost.experts is not None
 
 
-def busy_seconds(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype, prefill: bool):
+def busy_seconds(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, cost: LayerCost, dtype):
     """Seconds the kernels of one layer instance keep the chip busy (collectives apart)."""
-    return gemm_time(kt, hw, cost, dtype)
+    busy = gemm_time(kt, hw, cost, dtype)
+    if cost.core is not None:
+        busy = busy + core_time(kt, hw, model, cost.core, dtype)
+    if cost.experts is not None:
+        busy = busy + experts_time(kt, hw, cost.experts, dtype)
+    return busy
 
 
 #: Kernels a layer instance launches besides its GEMMs, attention core, routed experts and collectives:
@@ -128,3 +209,35 @@ def kernel_count(layer_type: str, cost: LayerCost):
     for c in cost.collectives:
         count = count + (c.group > 1)
     return count
+
+
+#: How :func:`priors` sets each kind of parameter from a chip's ``efficiency`` block: rates at ``matmul`` of
+#: peak, bandwidths at ``hbm``, the GEMMs' padding at ``matmul_half_tokens`` rows (``expert_half_tokens``
+#: per active expert), joins of compute and memory as their maximum, and no fixed or per-item costs.
+_AT_MATMUL = ("plateau", "compute", "fallback_compute")
+_AT_HBM = ("bandwidth", "hbm", "weight_bw")
+_AT_UPPER = ("sharpness", "overlap", "max_group", "split_tokens", "k_split")
+
+
+def priors(hw: HardwareSpec) -> KernelModels:
+    """Kernel models for a chip whose file has no ``kernels:`` block: the closed forms at the roofline of
+    its ``efficiency`` priors (every variant alike: the dtypes differ by their peaks)."""
+    e = hw.efficiency
+    families = {}
+    for family, module in CLOSED_FORMS.items():
+        params = {}
+        for name, (low, high) in module.PARAMS.items():
+            if name in _AT_MATMUL:
+                params[name] = e.matmul
+            elif name in _AT_HBM:
+                params[name] = e.hbm
+            elif name in ("m_half", "pad_rows"):
+                params[name] = e.expert_half_tokens if family == "moe" else e.matmul_half_tokens
+            elif name in _AT_UPPER:
+                params[name] = high
+            else:
+                params[name] = low
+        families[family] = params
+    variants = (*VARIANT.values(), "fp8_block", "fp8_kv", "mxfp4_w4a8", "mxfp4_w4a16")
+    return KernelModels(fits={"prior": {f: {v: p for v in variants} for f, p in families.items()}},
+                        source="priors of the efficiency block (no measured kernel tables)", status="prior")

@@ -51,7 +51,7 @@ def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pas
     dtype = cfg[f"layers.{layer_type}.dtype"]
     compute, memory = kernel_time.roofline(kt, hw, cost, dtype)
     comm = communication_seconds(hw, cost)
-    busy = kernel_time.busy_seconds(kt, hw, cost, dtype, p.prefill) if kernel_time.has_kernels(cost) \
+    busy = kernel_time.busy_seconds(kt, hw, model, cost, dtype) if kernel_time.has_kernels(cost) \
         else np.maximum(compute, memory)
     return cost, compute, memory, comm, busy
 
