@@ -246,6 +246,12 @@ def notes(model, hw, flat: dict) -> list[str]:
         if compute and compute != dtype and not (dtype == "int4" and compute == "int8"):
             out.append(f"{layer_type}: {hw.chip} has no faster native {dtype} path; computed in {compute} "
                        f"(weights stored in {dtype})")
+    status = hw.kernels.status if hw.kernels is not None else "prior"
+    if status != "fitted":
+        how = ("sourced from public microbenchmarks on a fitted chip's curve shapes" if status == "sourced"
+               else "priors of its efficiency block")
+        out.append(f"{hw.chip} is not kernel-calibrated (no measured kernel tables): its kernel models are "
+                   f"{how}, and its uncertainty band is the wider '{status}' one")
     replicas = flat.get("replicas", 1)
     if replicas > 1:
         out.append(f"{replicas} replicas of the layout: each serves {-(-flat['batch_size'] // replicas)} of the "
