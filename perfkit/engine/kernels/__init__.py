@@ -15,10 +15,7 @@ from .gemm import gemm_seconds
 #: family name (as in the ``kernels:`` block) -> the module holding its closed form and ``PARAMS``.
 FAMILIES = {
     "gemm": gemm,
-    "context_attention": attention,
-    "generation_attention": attention,
-    "context_mla": attention,
-    "generation_mla": attention,
+    **attention.FAMILIES,
 }
 
 __all__ = ["FAMILIES", "attention", "context_attention_seconds", "context_mla_seconds", "gemm", "gemm_seconds",
