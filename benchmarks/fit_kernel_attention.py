@@ -1,21 +1,26 @@
 """Fit the attention kernel families on every system and backend; write the params and the held-out errors.
 
-    PYTHONPATH=$PWD python3 benchmarks/fit_kernel_attention.py
+    PYTHONPATH=$PWD python3 benchmarks/fit_kernel_attention.py            # fit, write JSON + CSV
+    PYTHONPATH=$PWD python3 benchmarks/fit_kernel_attention.py --yaml     # also merge them into hardware/
+
 writes benchmarks/kernel_attention_params.json (system -> backend -> family -> variant -> params) and
-benchmarks/kernel_attention_errors.csv (median / p90 of |predicted / measured - 1| per split).
+benchmarks/kernel_attention_errors.csv (median / p90 of |predicted / measured - 1| per split); ``--yaml``
+adds the attention families to each hardware file's ``kernels:`` block (keeping the families already there).
 """
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from perfkit.calibration.kernels import attention
+from perfkit.calibration.kernels import PROVENANCE, attention, replace_block, split, tables
 
 HERE = Path(__file__).parent
+PARAMS_JSON = HERE / "kernel_attention_params.json"
 
 
-def main(systems=tuple(attention.SYSTEMS), backends=("trtllm", "vllm")):
+def fit_all(systems=tuple(tables.SYSTEMS), backends=tables.BACKENDS):
     params, summaries = {}, []
     for system in systems:
         for backend in backends:
@@ -26,11 +31,37 @@ def main(systems=tuple(attention.SYSTEMS), backends=("trtllm", "vllm")):
             summary = attention.summary(attention.errors(system, backend, fitted))
             summaries.append(summary.assign(system=system, backend=backend))
             print(system, backend, "\n", summary[summary["split"] == "held-out"].round(3).to_string(), flush=True)
-    (HERE / "kernel_attention_params.json").write_text(json.dumps(params, indent=1) + "\n")
-    table = pd.concat(summaries, ignore_index=True)
-    table.round(4).to_csv(HERE / "kernel_attention_errors.csv", index=False)
+            PARAMS_JSON.write_text(json.dumps(params, indent=1) + "\n")  # after each, so a stop keeps the rest
+            table = pd.concat(summaries, ignore_index=True)
+            table.round(4).to_csv(HERE / "kernel_attention_errors.csv", index=False)
     return params, table
 
 
+def write_yaml(params: dict, hardware_dir=HERE.parent / "hardware") -> None:
+    """Merge the attention families of ``params`` into the ``kernels:`` block of each system's hardware files."""
+    for system, by_backend in params.items():
+        sources = [tables.source(system, table, backend) for backend in by_backend
+                   for table in attention.TABLES.values()]
+        for name in tables.SYSTEMS.get(system, (system,)):
+            path = Path(hardware_dir) / f"{name}.yaml"
+            if not path.is_file():
+                continue
+            text = path.read_text()
+            block = dict((yaml.safe_load(text) or {}).get("kernels") or {})
+            for backend, families in by_backend.items():
+                block[backend] = {**block.get(backend, {}), **families}
+            mine = (f"attention fitted by benchmarks/fit_kernel_attention.py to {PROVENANCE}: "
+                    f"{', '.join(s for s in sources if s)}; every {split.EVERY}th head configuration held out")
+            block["source"] = "; ".join(s for s in (block.get("source"), mine) if s)
+            block = {"source": block.pop("source"), **block}
+            path.write_text(replace_block(text, block))
+
+
 if __name__ == "__main__":
-    main(*(a.split(",") for a in sys.argv[1:]))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--yaml-only" in sys.argv:
+        write_yaml(json.loads(PARAMS_JSON.read_text()))
+    else:
+        fitted, _ = fit_all(*(a.split(",") for a in args))
+        if "--yaml" in sys.argv:
+            write_yaml(fitted)

@@ -36,9 +36,10 @@ TABLES = {
 MLA = {"qk_head_dim": 192, "v_head_dim": 128, "kv_lora_rank": 512, "qk_rope_head_dim": 64}
 _DTYPES = {"bfloat16": "bf16", "float16": "bf16", "fp8": "fp8", "float8": "fp8", "int8": "fp8"}
 _START = {
-    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "pair_flops": 100.0, "tile_s": 1e-7, "split_s": 3e-6, "split_tokens": 512.0, "hbm": 0.7,
-    "sequence_s": 1e-7, "half_bytes": 2e6, "half_streams": 2.0, "context_pad": 64.0, "compute": 0.3, "window_pad": 64.0,
-    "head_s": 1e-9, "fallback_compute": 0.01, "fallback_launch_s": 1e-5, "fallback_head_s": 1e-9,
+    "launch_s": 1e-5, "plateau": 0.5, "half_rows": 2e4, "query_pad": 32.0, "key_pad": 32.0, "pair_flops": 100.0,
+    "tile_s": 1e-7, "hbm": 0.7, "split_s": 3e-6, "split_tokens": 512.0, "sequence_s": 1e-7, "half_bytes": 2e6,
+    "half_streams": 2.0, "context_pad": 64.0, "window_pad": 64.0, "compute": 0.3, "head_s": 1e-9,
+    "fallback_launch_s": 1e-5, "fallback_compute": 0.01, "fallback_head_s": 1e-9,
 }
 
 
@@ -67,7 +68,8 @@ def variants(family: str, frame: pd.DataFrame) -> np.ndarray:
 
 def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     names = ("batch_size", "isl", "step", "num_heads", "num_key_value_heads", "head_dim", "window_size")
-    return {c: frame[c].to_numpy(float) for c in names if c in frame}
+    # tables without a window_size column (A100 vLLM) measured full attention
+    return {c: frame[c].to_numpy(float) if c in frame else np.zeros(len(frame)) for c in names}
 
 
 def _seconds(family: str, params: dict, frame, system: str, variant: str) -> np.ndarray:
@@ -164,7 +166,8 @@ def fit(system: str, backend: str, root=None, families=tuple(TABLES)) -> dict[st
             continue
         train = frame[~frame["held_out"]]
         fitted: dict[str, dict[str, float]] = {}
-        for variant in sorted(set(train["variant"]), key=lambda v: v != "bf16"):  # bf16 first: the others start from it
+        # bf16 first: the other variants start from its fit
+        for variant in sorted(set(train["variant"]), key=lambda v: v != "bf16"):
             fitted[variant] = fit_rows(family, train[train["variant"] == variant], system, variant,
                                        fitted.get("bf16"))
         out[family] = fitted

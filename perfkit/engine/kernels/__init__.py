@@ -16,10 +16,7 @@ from .moe import moe_seconds
 #: family name (as in the ``kernels:`` block) -> the module holding its closed form and ``PARAMS``.
 FAMILIES = {
     "gemm": gemm,
-    "context_attention": attention,
-    "generation_attention": attention,
-    "context_mla": attention,
-    "generation_mla": attention,
+    **attention.FAMILIES,
     "moe": moe,
 }
 

@@ -14,13 +14,15 @@ fixed per-call cost and a cost per (sequence, head) tile.
 Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token; the grouped
 kernel reads at least ``context_pad`` tokens, whole KV pages) at an achieved bandwidth that rises with
 the bytes each call moves and with the (sequence, KV head, split-k chunk) streams it can spread over the
-chip. It does
-``4 * heads * head_dim`` FLOPs per cached token plus a cost per (sequence, query head) (softmax and output),
-with its own rates where one query head per KV head (MHA) or more than the grouped kernel serves
-(``max_group``) runs the per-head kernel, and pays a fixed per-call cost, a per-sequence cost and, once contexts are split
-into chunks, the reduction of the partial results.
+chip. It does ``4 * heads * head_dim`` FLOPs per cached token plus a cost per (sequence, query head) (softmax
+and output), with their own rates where the per-head kernel runs (one query head per KV head, MHA, or more
+than the grouped kernel serves, ``max_group``), and pays a fixed per-call cost, a per-sequence cost and, once
+contexts are split into chunks, the reduction of the partial results.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -132,8 +134,8 @@ def generation_attention_seconds(params, batch, context, heads, kv_heads, head_d
     ``head_dim`` on this chip, a KV cache of ``kv_bytes_per_element`` (2 bf16, 1 fp8).
 
     >>> p = {"launch_s": 8e-6, "split_s": 0.0, "split_tokens": 512, "sequence_s": 0.0, "hbm": 0.9,
-    ...      "half_bytes": 1e7, "half_streams": 1.0, "context_pad": 0.0, "window_pad": 0.0, "compute": 0.3, "head_s": 0.0, "max_group": 32, "fallback_launch_s": 8e-6,
-    ...      "fallback_compute": 0.01,
+    ...      "half_bytes": 1e7, "half_streams": 1.0, "context_pad": 0.0, "window_pad": 0.0, "compute": 0.3,
+    ...      "head_s": 0.0, "max_group": 32, "fallback_launch_s": 8e-6, "fallback_compute": 0.01,
     ...      "fallback_head_s": 0.0}
     >>> t = generation_attention_seconds(p, 8, 8192, 32, 8, 128, 0, [2, 1], 989e12, 3.35e12)
     >>> bool(t[1] < t[0])
@@ -172,3 +174,21 @@ def generation_mla_seconds(params, batch, context, heads, kv_lora_rank, qk_rope_
     return _decode(params, np.asarray(batch, dtype=float), np.asarray(context, dtype=float),
                    latent * np.asarray(kv_bytes_per_element, dtype=float), 1.0, np.asarray(heads, dtype=float),
                    2.0 * (latent + kv_lora_rank), 1.0, peak_flops_per_s, hbm_bytes_per_s)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One attention kernel family as :data:`perfkit.engine.kernels.FAMILIES` registers it: the parameters
+    (and bounds) of its fitted curve and its closed form."""
+
+    PARAMS: Mapping[str, tuple[float, float]]
+    seconds: Callable
+
+
+#: family name (as in the ``kernels:`` block) -> its curve's parameters and closed form.
+FAMILIES = {
+    "context_attention": Family(PREFILL_PARAMS, context_attention_seconds),
+    "generation_attention": Family(DECODE_PARAMS, generation_attention_seconds),
+    "context_mla": Family(PREFILL_PARAMS, context_mla_seconds),
+    "generation_mla": Family(DECODE_PARAMS, generation_mla_seconds),
+}
