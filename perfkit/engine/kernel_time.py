@@ -72,6 +72,8 @@ def _gathered(hw, models: KernelModels, backend, family, chosen, compute=None):
     names = CLOSED_FORMS[family].PARAMS
     values = {name: np.full(len(chosen), np.nan) for name in names}
     peak = np.full(len(chosen), np.nan)
+    if not any(family in fits for fits in models.fits.values()):
+        models = priors(hw)  # a family the chip's tables lack (L40S has no MLA table): its priors
     for i, wanted in enumerate(chosen):
         for variant in (wanted, *FALLBACK.get(wanted, ())):
             if compute == "attention":
