@@ -104,3 +104,14 @@ def errors(system: str, backend: str, fitted: dict, root=None) -> pd.DataFrame:
     out = rows[["variant", "split", "m", "n", "k", "seconds"]].assign(predicted_s=predicted)
     out["error"] = np.abs(out["predicted_s"] / out["seconds"] - 1)
     return out.dropna(subset=["error"]).reset_index(drop=True)
+
+
+def table_spread(system: str, backend: str, root=None) -> pd.Series:
+    """variant -> the table's own scatter: the median of |t(m + 1) / t(m) - 1| over the rows measured at
+    both ``m`` and ``m + 1`` tokens (m >= 16) of one shape, in %. Two GEMMs one token apart cost nearly the
+    same, so this is about the noise (or kernel switching) no smooth model can follow."""
+    rows = _rows(system, backend, root)
+    keys = ["variant", "n", "k"]
+    nxt = rows.assign(m=rows["m"] - 1)[[*keys, "m", "seconds"]]
+    pairs = rows[rows["m"] >= 16].merge(nxt, on=[*keys, "m"], suffixes=("", "_next"))
+    return (100 * np.abs(pairs["seconds_next"] / pairs["seconds"] - 1)).groupby(pairs["variant"]).median()
