@@ -117,6 +117,7 @@ def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype) -> np.n
     """Seconds of a layer instance's weight GEMMs (``cost.gemms``) in ``dtype`` (an index array)."""
     table, peaks = kt.gemm
     params = {name: values[dtype] for name, values in table.items()}
+    params["l2_share"] = 0.0  # a served model's layers evict each other's weights from the L2 cache
     peak, wbytes, abytes = peaks[dtype], BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
     total = 0.0
     for g in cost.gemms:
