@@ -191,7 +191,7 @@ def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if type(value) is int:
             out[key] = np.int64(value)
         elif key == "serving_mode":
-            out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
+            out[key] = np.int64(SERVING_MODES.index(value)) if isinstance(value, str) else np.asarray(value, dtype=np.int64)
         elif key in REAL_LIMITS:
             out[key] = np.asarray(value, dtype=np.float64)
         elif key.endswith("dtype"):
