@@ -118,7 +118,7 @@ def system_config(body: Any) -> dict:
     flat["pipeline_parallel"] = check_int(body.get("pipeline_parallel", 1), "pipeline_parallel", LIMITS["degree"])
     flat["replicas"] = check_int(body.get("replicas", 1), "replicas", LIMITS["degree"])
     layers = body.get("layers", {})
-    if not isinstance(layers, Mapping):
+    if type(layers) is not dict and not isinstance(layers, Mapping):
         raise PerfkitError(f"layers must be an object keyed by layer type, got {type(layers).__name__}",
                            field="layers")
     for key in layers:
