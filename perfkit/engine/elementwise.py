@@ -17,45 +17,38 @@ from __future__ import annotations
 import numpy as np
 
 _FLOATS = (np.float64, float)
-_NUMPY = frozenset((np.float64, np.int64))
-_SCALARS = frozenset((np.float64, np.int64, float, int))
-
-
-def _as(value, ta, tb):
-    """``value`` as the type numpy gives a ufunc of a ``ta`` and a ``tb`` scalar (NEP 50 promotion)."""
-    if ta in _FLOATS or tb in _FLOATS:
-        return value if type(value) is np.float64 else np.float64(value)
-    return value if type(value) is np.int64 else np.int64(value)
+_SCALARS = (np.float64, np.int64, float, int)
+#: The type numpy gives a ufunc of two scalars of these types (NEP 50: float64 if either is a float).
+_RESULT = {(ta, tb): np.float64 if ta in _FLOATS or tb in _FLOATS else np.int64 for ta in _SCALARS for tb in _SCALARS}
+_BOOLS = (np.bool_, bool)
 
 
 def maximum(a, b):
     """``np.maximum(a, b)``."""
-    ta, tb = type(a), type(b)
-    if ta is tb and ta in _NUMPY:  # the common case: no promotion
-        return a if a >= b or a != a else b  # a != a: a is NaN, which wins as in numpy
-    if ta in _SCALARS and tb in _SCALARS:
-        return _as(a if a >= b or a != a else b, ta, tb)
-    return np.maximum(a, b)
+    kind = _RESULT.get((type(a), type(b)))
+    if kind is None:
+        return np.maximum(a, b)
+    value = a if a > b or a != a else b  # as numpy: a NaN wins, a tie (0.0 and -0.0) goes to b
+    return value if type(value) is kind else kind(value)
 
 
 def minimum(a, b):
     """``np.minimum(a, b)``."""
-    ta, tb = type(a), type(b)
-    if ta is tb and ta in _NUMPY:
-        return a if a <= b or a != a else b
-    if ta in _SCALARS and tb in _SCALARS:
-        return _as(a if a <= b or a != a else b, ta, tb)
-    return np.minimum(a, b)
+    kind = _RESULT.get((type(a), type(b)))
+    if kind is None:
+        return np.minimum(a, b)
+    value = a if a < b or a != a else b
+    return value if type(value) is kind else kind(value)
 
 
 def where(condition, x, y):
     """``np.where(condition, x, y)``; a scalar condition with scalar branches gives a scalar (numpy gives a
     0-d array of the same value and type)."""
-    if type(condition) in (np.bool_, bool):
-        tx, ty = type(x), type(y)
-        if tx in _SCALARS and ty in _SCALARS:
-            return _as(x if condition else y, tx, ty)
-    return np.where(condition, x, y)
+    kind = _RESULT.get((type(x), type(y))) if type(condition) in _BOOLS else None
+    if kind is None:
+        return np.where(condition, x, y)
+    value = x if condition else y
+    return value if type(value) is kind else kind(value)
 
 
 def zeros_like(a):
@@ -69,7 +62,5 @@ def ones_like(a):
 
 
 def _filled(a, value):
-    kind = type(a)
-    if kind in _SCALARS:
-        return np.float64(value) if kind in _FLOATS else np.int64(value)
-    return np.full_like(a, value)
+    kind = _RESULT.get((type(a), type(a)))
+    return np.full_like(a, value) if kind is None else kind(value)

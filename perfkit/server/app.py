@@ -44,7 +44,8 @@ class CheckedSessionInterface(SecureCookieSessionInterface):
     what a leaked secret could forge) opens as an empty session instead of failing the request."""
 
     def open_session(self, app, request):
-        if not request.cookies.get(self.get_cookie_name(app)):  # the stateless API: no serializer to build
+        # the stateless API: no serializer to build (and no Cookie header: none to parse either)
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         try:
             return super().open_session(app, request)
