@@ -39,3 +39,9 @@ def test_zeros_and_ones_like_are_numpys():
     for a in SCALARS + ARRAYS:
         _same(ew.zeros_like(a), np.zeros_like(a))
         _same(ew.ones_like(a), np.ones_like(a))
+
+
+def test_as_float_is_numpys():
+    for a in SCALARS + ARRAYS:
+        _same(ew.as_float(a), np.asarray(a, dtype=np.float64))
+    assert type(ew.as_float(np.int64(8))) is np.float64 and ew.as_float(np.int64(8)) == 8.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..specs import CollectiveFit, HardwareSpec
-from .elementwise import maximum, minimum, where
+from .elementwise import as_float, maximum, minimum, where
 from .costs import Collective, LayerCost
 
 
@@ -53,7 +53,7 @@ def op_seconds(fit: CollectiveFit, kind: str, n, nbytes):
     bus = fit.bus_bytes_per_s
     if fit.bandwidth_exponent:
         bus = bus * (minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
-    fixed = (n > 1) * (fit.launch_s + fit.step_s * ring_steps(kind, n))  # where(n > 1, ..., 0) for scalars too
+    fixed = where(n > 1, fit.launch_s + fit.step_s * ring_steps(kind, n), 0.0)
     return fixed + nbytes * (ring_volume(kind, n) / bus)
 
 
@@ -77,9 +77,9 @@ def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
     hops; an all-gather's ring across nodes: ``k - 1``; an all-to-all's direct sends: one), and whose bytes
     are spread over the NICs of the node's members.
     """
-    n = c.group
-    if not any_true(n > 1):  # no group to talk to: the common case of a single request
+    if not any_true(c.group > 1):  # no group to talk to: the common case of a single request
         return 0.0
+    n = as_float(c.group)  # it enters a dozen products and quotients below (see elementwise.as_float)
     kind = "allgather" if c.kind == "ring" else c.kind  # ring attention passes n-1 shards: an all-gather
     total = c.bytes * n if c.kind in ("ring", "allgather") else c.bytes  # the whole buffer
     nodes = minimum(maximum(-(-c.span // hw.chips_per_node), 1), n)  # np.clip, without its dtype checks
