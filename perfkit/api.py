@@ -29,7 +29,23 @@ def rounded(value: float) -> float:
     >>> rounded(0.007602176 * 22)
     0.167247872
     """
-    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return float(_ROUNDING % value)
+
+
+_ROUNDING = f"%.{SIGNIFICANT_DIGITS}g"  # printf-style: a little faster than an f-string, the same digits
+
+
+def _plain(figures: dict) -> dict:
+    """An engine result's scalars as Python numbers (``float(np.float64)`` is ten times faster than
+    ``.item()``)."""
+    out = {}
+    for key, value in figures.items():
+        convert = _PLAIN.get(type(value))
+        out[key] = convert(value) if convert else value.item() if isinstance(value, (np.ndarray, np.generic)) else value
+    return out
+
+
+_PLAIN = {np.float64: float, np.int64: int, np.int8: int, np.bool_: bool}
 
 
 def layers(model_id: str) -> dict:
@@ -83,7 +99,7 @@ def system_metrics(request: dict) -> dict:
     hw = catalog.hardware_spec(flat["hardware_config"])
     profile = catalog.serving_profile(flat["serving_engine"])
     figures = evaluate(model, hw, to_arrays(flat), profile)
-    out = {k: v.item() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in figures.items()}
+    out = _plain(figures)
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **out, **_chips(flat)})
     advice = [] if out["fits_on_hardware"] else [fit_note(model, hw, flat, profile, out)]
     caveats = advice + notes(model, hw, flat)
@@ -153,9 +169,8 @@ def layer_metrics(request: dict) -> dict:
     flat, layer_type, decode = layer_config(request)
     model = catalog.model_spec(flat["model_id"])
     hw = catalog.hardware_spec(flat["hardware_config"])
-    out = {k: (v.item() if isinstance(v, (np.ndarray, np.generic)) else v)
-           for k, v in evaluate_layer(model, hw, to_arrays(flat), layer_type, decode,
-                                                  catalog.serving_profile(flat.get("serving_engine", "generic"))).items()}
+    out = _plain(evaluate_layer(model, hw, to_arrays(flat), layer_type, decode,
+                                catalog.serving_profile(flat.get("serving_engine", "generic"))))
     # the request names this layer's settings without the "layers.<type>." prefix of the flat paths
     _raise_structural(model, hw, int(out["code"]), lambda: {**flat, **_chips(flat)},
                       strip=f"layers.{layer_type}.")

@@ -118,7 +118,7 @@ def system_config(body: Any) -> dict:
     flat["pipeline_parallel"] = check_int(body.get("pipeline_parallel", 1), "pipeline_parallel", LIMITS["degree"])
     flat["replicas"] = check_int(body.get("replicas", 1), "replicas", LIMITS["degree"])
     layers = body.get("layers", {})
-    if not isinstance(layers, Mapping):
+    if type(layers) is not dict and not isinstance(layers, Mapping):
         raise PerfkitError(f"layers must be an object keyed by layer type, got {type(layers).__name__}",
                            field="layers")
     for key in layers:
@@ -191,7 +191,7 @@ def to_arrays(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if type(value) is int:
             out[key] = np.int64(value)
         elif key == "serving_mode":
-            out[key] = np.asarray(SERVING_MODES.index(value) if isinstance(value, str) else value, dtype=np.int64)
+            out[key] = np.int64(SERVING_MODES.index(value)) if isinstance(value, str) else np.asarray(value, dtype=np.int64)
         elif key in REAL_LIMITS:
             out[key] = np.asarray(value, dtype=np.float64)
         elif key.endswith("dtype"):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY
 from ..specs import ModelSpec
+from .elementwise import maximum, minimum, ones_like, where, zeros_like
 from .layout import copies
 
 
@@ -117,9 +118,9 @@ def attended_tokens(new, context, window: int, prefill: bool):
     if prefill:
         full = context / 2.0
         if window:
-            full = np.where(context <= window, full, window - window * window / (2.0 * context))
+            full = where(context <= window, full, window - window * window / (2.0 * context))
         return full
-    return np.minimum(context, window) if window else context
+    return minimum(context, window) if window else context
 
 
 def attention_ranks(cfg):
@@ -161,7 +162,7 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         qkv_width = heads_chip * (qk_dim + model.v_head_dim) + kv_width
     else:
         hd = model.head_dim
-        kv_heads_chip = np.maximum(model.num_kv_heads / tp, 1.0)  # replicated once tp exceeds them
+        kv_heads_chip = maximum(model.num_kv_heads / tp, 1.0)  # replicated once tp exceeds them
         params_chip = 2 * d * heads_chip * hd + 2 * d * kv_heads_chip * hd
         kv_width = 2 * kv_heads_chip * hd
         shapes = [((heads_chip + 2 * kv_heads_chip) * hd, d), (d, heads_chip * hd)]
@@ -173,7 +174,7 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     seqs = attention_sequences(cfg, p.batch)
     new = p.new / cp  # context parallel splits each sequence
     attended = sum(f * attended_tokens(p.new, p.context, w, p.prefill) for f, w in model.window_fractions)
-    cached = sum(f * (np.minimum(p.cached, w) if w else p.cached) for f, w in model.window_fractions)
+    cached = sum(f * (minimum(p.cached, w) if w else p.cached) for f, w in model.window_fractions)
     flops_per_seq = 2 * new * (params_chip + attended * heads_chip * (score_dim + value_dim))
     weights = params_chip * wbytes
     activations = seqs * (new * (d + qkv_width + heads_chip * value_dim) * abytes)
@@ -254,7 +255,7 @@ def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp) -> La
     return LayerCost(
         weight_bytes=weights,
         activation_bytes=activations,
-        kv_bytes=np.zeros_like(weights),
+        kv_bytes=zeros_like(weights),
         flops=2 * rows * 3 * d * width_chip,
         hbm_bytes=read * wbytes + activations,
         gemm_rows=tokens,
@@ -273,7 +274,7 @@ def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
 
     return LayerCost(
         weight_bytes=mix(a.weight_bytes, b.weight_bytes),
-        activation_bytes=np.maximum(a.activation_bytes, b.activation_bytes),
+        activation_bytes=maximum(a.activation_bytes, b.activation_bytes),
         kv_bytes=mix(a.kv_bytes, b.kv_bytes),
         flops=mix(a.flops, b.flops),
         hbm_bytes=mix(a.hbm_bytes, b.hbm_bytes),
@@ -281,7 +282,7 @@ def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
         collectives=[Collective(c.kind, c.bytes * n / total, c.group, c.span)
                      for n, cost in parts for c in cost.collectives],
         expert_flops=mix(a.expert_flops, b.expert_flops),
-        expert_rows=np.maximum(a.expert_rows, b.expert_rows),  # the dense part has no expert GEMMs
+        expert_rows=maximum(a.expert_rows, b.expert_rows),  # the dense part has no expert GEMMs
         gemms=[Gemm(g.m, g.n, g.k, g.count * n / total) for n, cost in parts for g in cost.gemms],
         experts=next((dataclasses.replace(c.experts, share=n / total) for n, c in parts if c.experts), None),
     )
@@ -294,12 +295,12 @@ def norm(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     abytes = ACTIVATION_BYTES_ARRAY[dtype]
     d = model.hidden_size
     tokens = np.ceil(p.batch / copies(cfg, "norm")) * p.new / sp
-    weights = 2 * d * BYTES_ARRAY[dtype] * np.ones_like(tokens)
+    weights = 2 * d * BYTES_ARRAY[dtype] * ones_like(tokens)
     activations = 2 * tokens * d * abytes
     return LayerCost(
         weight_bytes=weights,
         activation_bytes=activations,
-        kv_bytes=np.zeros_like(tokens),
+        kv_bytes=zeros_like(tokens),
         flops=2 * 4 * tokens * d,
         hbm_bytes=weights + 2 * activations,  # read and write each
         gemm_rows=tokens,
@@ -320,7 +321,7 @@ def embedding(model: ModelSpec, cfg, p: Pass) -> LayerCost:
     return LayerCost(
         weight_bytes=weights,
         activation_bytes=activations,
-        kv_bytes=np.zeros_like(weights),
+        kv_bytes=zeros_like(weights),
         flops=2 * head_rows * d * vocab / tp,
         hbm_bytes=vocab * d / tp * wbytes + tokens * d * abytes * 2 + head_rows * vocab / tp * 4.0,
         gemm_rows=head_rows,

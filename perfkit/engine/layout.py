@@ -13,6 +13,7 @@ import numpy as np
 
 from ..dtypes import DTYPES
 from ..specs import HardwareSpec, ModelSpec
+from .elementwise import maximum, where
 
 LAYER_TYPES = ("attention", "feedforward", "norm", "embedding")
 DEGREES = ("tensor_parallel", "context_parallel", "sequence_parallel", "expert_parallel", "data_parallel")
@@ -35,6 +36,11 @@ def layer_chips(cfg, layer_type: str) -> np.ndarray:
     known = cfg.get(_SPAN + layer_type)
     if known is not None:
         return known
+    return _span(cfg, layer_type)
+
+
+def _span(cfg, layer_type: str):
+    """:func:`layer_chips` computed from the degrees (never from a kept span)."""
     p = f"layers.{layer_type}."
     chips = cfg["pipeline_parallel"]
     for degree in DEGREES:
@@ -48,20 +54,21 @@ def replica_chips(cfg) -> np.ndarray:
     known = cfg.get(_SPAN + "replica")
     if known is not None:
         return known
-    return reduce(np.maximum, [layer_chips(cfg, t) for t in LAYER_TYPES])
+    return reduce(maximum, [layer_chips(cfg, t) for t in LAYER_TYPES])
 
 
 #: Keys under which :func:`with_spans` keeps the spans it computed (no request path starts with it).
 _SPAN = "_span."
+_SPAN_KEYS = tuple(_SPAN + t for t in LAYER_TYPES)
 
 
 def with_spans(cfg) -> dict:
     """``cfg`` with every layer type's span and the replica's computed once (an evaluation asks for them
     dozens of times); the caller's mapping is left as it was."""
-    out = {k: v for k, v in cfg.items() if not k.startswith(_SPAN)}
-    for t in LAYER_TYPES:
-        out[_SPAN + t] = layer_chips(out, t)
-    out[_SPAN + "replica"] = replica_chips(out)
+    out = dict(cfg)  # spans the caller's mapping already held are replaced, never read
+    spans = [_span(cfg, t) for t in LAYER_TYPES]
+    out.update(zip(_SPAN_KEYS, spans))
+    out[_SPAN + "replica"] = reduce(maximum, spans)
     return out
 
 
@@ -106,26 +113,27 @@ def check(model: ModelSpec, hw: HardwareSpec, cfg) -> np.ndarray:
     """Bit mask of the structural problems of every configuration (0 = runs)."""
     tp_a = cfg["layers.attention.tensor_parallel"]
     tp_f = cfg["layers.feedforward.tensor_parallel"]
-    code = np.where(model.num_heads % tp_a != 0, ATTN_TP_HEADS, 0)
+    code = where(model.num_heads % tp_a != 0, ATTN_TP_HEADS, 0)
     if not model.is_mla:
         kv = model.num_kv_heads
-        code = code | np.where((kv % tp_a != 0) & (tp_a % kv != 0), ATTN_TP_KV, 0)
+        code = code | where((kv % tp_a != 0) & (tp_a % kv != 0), ATTN_TP_KV, 0)
     for width in _ffn_widths(model):
-        code = code | np.where(width % tp_f != 0, FFN_TP, 0)
+        code = code | where(width % tp_f != 0, FFN_TP, 0)
     if model.is_moe:
-        code = code | np.where(model.num_experts % cfg["layers.feedforward.expert_parallel"] != 0, FFN_EP, 0)
+        code = code | where(model.num_experts % cfg["layers.feedforward.expert_parallel"] != 0, FFN_EP, 0)
     spans = [layer_chips(cfg, layer_type) for layer_type in LAYER_TYPES]
-    chips = reduce(np.maximum, spans)  # one replica
+    chips = replica_chips(cfg)
     for span in spans:
-        code = code | np.where(chips % span != 0, CHIPS_DIVIDE, 0)
+        code = code | where(chips % span != 0, CHIPS_DIVIDE, 0)
     if hw.max_chips is not None:
-        code = code | np.where(replicas(cfg) * chips > hw.max_chips, MAX_CHIPS, 0)
+        code = code | where(replicas(cfg) * chips > hw.max_chips, MAX_CHIPS, 0)
     if hw.scaleout_bytes_per_s is None:  # replicas never talk to each other: only one replica must fit a node
-        code = code | np.where(chips > hw.chips_per_node, NO_SCALEOUT, 0)
-    code = code | np.where(cfg["pipeline_parallel"] > model.num_layers, PP_LAYERS, 0)
+        code = code | where(chips > hw.chips_per_node, NO_SCALEOUT, 0)
+    code = code | where(cfg["pipeline_parallel"] > model.num_layers, PP_LAYERS, 0)
     peaks = hw.peak_by_dtype
     for layer_type in LAYER_TYPES:
-        code = code | np.where(np.isnan(peaks[cfg[f"layers.{layer_type}.dtype"]]), NO_DTYPE, 0)
+        peak = peaks[cfg[f"layers.{layer_type}.dtype"]]
+        code = code | where(peak != peak, NO_DTYPE, 0)  # NaN: the chip has no such format (np.isnan, faster on scalars)
     return code
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from ..dtypes import ACTIVATION_BYTES_ARRAY
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
 from . import kernel_time, layout, load, price
+from .elementwise import maximum, minimum, where
 from .costs import COSTS, Pass, attention_ranks, attention_sequences, instances
 from .timing import any_true, communication_seconds, handoff_seconds
 
@@ -52,7 +53,7 @@ def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pas
     compute, memory = kernel_time.roofline(kt, hw, cost, dtype)
     comm = communication_seconds(hw, cost)
     busy = kernel_time.busy_seconds(kt, hw, model, cost, dtype) if kernel_time.has_kernels(cost) \
-        else np.maximum(compute, memory)
+        else maximum(compute, memory)
     return cost, compute, memory, comm, busy
 
 
@@ -80,14 +81,14 @@ def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: P
         costs[layer_type] = cost
     gpu = gpu + kernels * profile.kernel_gap_s
     if p.prefill:
-        gpu = np.maximum(gpu, kernels * profile.launch_s)
+        gpu = maximum(gpu, kernels * profile.launch_s)
     seconds = profile.step_overhead_s + profile.sequence_overhead_s * attention_sequences(cfg, p.batch) + gpu
     return {"seconds": seconds, "parts": parts, "costs": costs}
 
 
 def micro_batches(cfg, batch):
     """Micro-batches a pipeline keeps in flight: one per stage, fewer when there are fewer sequences."""
-    return np.minimum(cfg["pipeline_parallel"], np.maximum(batch, 1))
+    return minimum(cfg["pipeline_parallel"], maximum(batch, 1))
 
 
 def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: Pass, replica_chips) -> dict:
@@ -106,7 +107,7 @@ def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg,
     m = micro_batches(cfg, p.batch)
     one = Pass(np.ceil(p.batch / m), p.new, p.context, p.cached, p.prefill)
     full = _pass(model, hw, profile, cfg, one)
-    rounds = (m + pp - 1) if p.prefill else np.maximum(pp, m)
+    rounds = (m + pp - 1) if p.prefill else maximum(pp, m)
     parts, seconds = full["parts"], full["seconds"]
     if p.prefill and any_true(pp > 1):  # a decode round is always pp stages: one whole pass
         scale = rounds / pp  # each round is one stage: 1/pp of a pass
@@ -116,7 +117,7 @@ def _pipelined(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg,
         # pp - 1 hand-offs per micro-batch, those between nodes over the scale-out network (stages fill
         # nodes in turn), spread over the rounds
         abytes = ACTIVATION_BYTES_ARRAY[cfg["layers.attention.dtype"]]
-        crossing = np.minimum(pp - 1, layout.num_nodes(hw, replica_chips) - 1)
+        crossing = minimum(pp - 1, layout.num_nodes(hw, replica_chips) - 1)
         hops = handoff_seconds(hw, one.batch * p.new * model.hidden_size * abytes, pp - 1, crossing)
         handoff = rounds * hops / pp
         parts["communication"] = parts["communication"] + handoff
@@ -142,7 +143,7 @@ def _memory(model: ModelSpec, hw: HardwareSpec, cfg, costs: dict, chips, kv_scal
         model_weights = model_weights + n * costs[layer_type].weight_bytes
     kv_instance = costs["attention"].kv_bytes * kv_scale if any_true(kv_scale != 1) else costs["attention"].kv_bytes
     per_chip_kv = np.ceil(model.num_layers / pp) * kv_instance
-    per_chip_act = reduce(np.maximum, [costs[t].activation_bytes for t in layout.LAYER_TYPES])
+    per_chip_act = reduce(maximum, [costs[t].activation_bytes for t in layout.LAYER_TYPES])
     stage_chips = chips / pp  # chips of one pipeline stage: each holds 1/pp of the layers
     return {
         "weights": model_weights * stage_chips,
@@ -170,15 +171,15 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
     mem = _memory(model, hw, cfg, prefill["costs"], chips, _kv_scale(cfg, batch))
     per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
     fits = per_chip <= hw.memory_bytes
-    code = code | np.where(fits, 0, layout.DOES_NOT_FIT)
+    code = code | where(fits, 0, layout.DOES_NOT_FIT)
 
     decode = _pipelined(model, hw, profile, cfg, Pass(batch, 1, mean_context, cached, prefill=False), replica_chips)
     ttft_s, tpot_s = prefill["seconds"], decode["seconds"]
     totals = [prefill["parts"][k] + osl * decode["parts"][k] for k in ("compute", "memory", "communication")]
     if any_true(mode == CONTINUOUS):
         ttft_c, tpot_c = _continuous(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
-        ttft_s = np.where(mode == CONTINUOUS, ttft_c, ttft_s)
-        tpot_s = np.where(mode == CONTINUOUS, tpot_c, tpot_s)
+        ttft_s = where(mode == CONTINUOUS, ttft_c, ttft_s)
+        tpot_s = where(mode == CONTINUOUS, tpot_c, tpot_s)
 
     ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
     shape = np.broadcast(total_batch, isl, osl, chips, ttft_ms, tpot_ms).shape
@@ -218,8 +219,8 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
 
 def _largest(compute, memory, communication, shape) -> np.ndarray:
     """Index into ``BOTTLENECKS`` of the largest of the three times (ties go to the earlier name)."""
-    index = np.where(memory > compute, np.where(communication > memory, 2, 1),
-                     np.where(communication > compute, 2, 0)).astype(np.int8)
+    index = where(memory > compute, where(communication > memory, 2, 1),
+                     where(communication > compute, 2, 0)).astype(np.int8)
     return _shaped(index, shape)
 
 
@@ -253,7 +254,7 @@ def _running(hw, profile, cfg, batch, mem):
     rank_batch = attention_sequences(cfg, batch)
     kv_per_sequence = mem["chip_kv"] / rank_batch
     # chunked prefill bounds the activations to one chunk of the rank's prompts
-    chunk_share = np.minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
+    chunk_share = minimum(1.0, profile.prefill_chunk_tokens / (rank_batch * isl))
     free = hw.memory_bytes * profile.memory_utilization - mem["chip_weights"] - mem["chip_activations"] * chunk_share
     return np.clip(np.floor(free / kv_per_sequence) * ranks, 1, batch)
 

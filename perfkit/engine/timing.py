@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..specs import CollectiveFit, HardwareSpec
+from .elementwise import as_float, maximum, minimum, where
 from .costs import Collective, LayerCost
 
 
@@ -51,8 +52,8 @@ def op_seconds(fit: CollectiveFit, kind: str, n, nbytes):
     NVLink SHARP speeds up). ``nbytes`` is the whole buffer (an all-gather's output); a group of one costs 0."""
     bus = fit.bus_bytes_per_s
     if fit.bandwidth_exponent:
-        bus = bus * (np.minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
-    fixed = (n > 1) * (fit.launch_s + fit.step_s * ring_steps(kind, n))  # np.where(n > 1, ..., 0) for scalars too
+        bus = bus * (minimum(n, MEASURED_GPUS) / 2.0) ** -fit.bandwidth_exponent
+    fixed = where(n > 1, fit.launch_s + fit.step_s * ring_steps(kind, n), 0.0)
     return fixed + nbytes * (ring_volume(kind, n) / bus)
 
 
@@ -62,7 +63,7 @@ def _intra(hw: HardwareSpec, kind: str, n, nbytes):
     fits = hw.collectives
     seconds = op_seconds(getattr(fits, kind), kind, n, nbytes)
     if kind == "allreduce" and fits.custom_allreduce is not None:
-        seconds = np.minimum(seconds, op_seconds(fits.custom_allreduce, kind, n, nbytes))
+        seconds = minimum(seconds, op_seconds(fits.custom_allreduce, kind, n, nbytes))
     return seconds
 
 
@@ -76,12 +77,12 @@ def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
     hops; an all-gather's ring across nodes: ``k - 1``; an all-to-all's direct sends: one), and whose bytes
     are spread over the NICs of the node's members.
     """
-    n = c.group
-    if not any_true(n > 1):  # no group to talk to: the common case of a single request
+    if not any_true(c.group > 1):  # no group to talk to: the common case of a single request
         return 0.0
+    n = as_float(c.group)  # it enters a dozen products and quotients below (see elementwise.as_float)
     kind = "allgather" if c.kind == "ring" else c.kind  # ring attention passes n-1 shards: an all-gather
     total = c.bytes * n if c.kind in ("ring", "allgather") else c.bytes  # the whole buffer
-    nodes = np.minimum(np.maximum(-(-c.span // hw.chips_per_node), 1), n)  # np.clip, without its dtype checks
+    nodes = minimum(maximum(-(-c.span // hw.chips_per_node), 1), n)  # np.clip, without its dtype checks
     crosses = nodes > 1
     if not any_true(crosses):
         return _intra(hw, kind, n, total)
@@ -95,7 +96,7 @@ def collective_seconds(hw: HardwareSpec, c: Collective) -> np.ndarray:
     else:  # alltoall: the share of the buffer bound for other nodes leaves through the NICs
         inter = _scaleout(hw, 1.0, (n - local) / n * total)
         intra = _intra(hw, kind, local, total * local / n)
-    return intra + np.where(crosses, inter, 0.0)
+    return intra + where(crosses, inter, 0.0)
 
 
 def handoff_seconds(hw: HardwareSpec, nbytes, hops, crossing):
@@ -103,7 +104,7 @@ def handoff_seconds(hw: HardwareSpec, nbytes, hops, crossing):
     of them between nodes."""
     up = (hops - crossing) * (hw.scaleup_latency_s + nbytes / (hw.scaleup_bytes_per_s * hw.efficiency.scaleup))
     if any_true(crossing > 0):
-        up = up + np.where(crossing > 0, crossing * _scaleout(hw, 1.0, nbytes), 0.0)
+        up = up + where(crossing > 0, crossing * _scaleout(hw, 1.0, nbytes), 0.0)
     return up
 
 

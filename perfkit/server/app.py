@@ -16,7 +16,7 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
-from . import openapi, routes_deprecated, routes_stateless
+from . import cache, openapi, routes_deprecated, routes_stateless
 from .errors import register_error_handlers
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class CheckedSessionInterface(SecureCookieSessionInterface):
     what a leaked secret could forge) opens as an empty session instead of failing the request."""
 
     def open_session(self, app, request):
-        if not request.cookies.get(self.get_cookie_name(app)):  # the stateless API: no serializer to build
+        # the stateless API: no serializer to build (and no Cookie header: none to parse either)
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         try:
             return super().open_session(app, request)
@@ -60,6 +61,8 @@ def create_app(config: Mapping[str, Any] | None = None, cors_origins: Iterable[s
     the deprecated flow's session cookie comes from ``PERFKIT_SECRET_KEY``; without it a random one is made
     for this process (sessions then do not survive a restart nor cross replicas, and a warning is logged).
     CORS is off unless ``cors_origins`` (or ``PERFKIT_CORS_ORIGINS``, comma-separated) lists origins.
+    Repeated stateless requests are answered from a bounded cache of ``PERFKIT_RESPONSE_CACHE`` entries
+    (default 1024; 0 turns it off; see :mod:`perfkit.server.cache`).
     """
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)
@@ -70,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None, cors_origins: Iterable[s
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    app.config[cache.CONFIG_KEY] = cache.DEFAULT_SIZE
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key()
@@ -83,6 +87,9 @@ def create_app(config: Mapping[str, Any] | None = None, cors_origins: Iterable[s
     app.after_request(routes_deprecated.add_deprecation_headers)
     if origins:
         app.after_request(lambda response: _allow_origin(response, origins))
+    size = app.config[cache.CONFIG_KEY]
+    if size:
+        app.wsgi_app = app.extensions[cache.CONFIG_KEY] = cache.ResponseCache(app.wsgi_app, size=size)
     return app
 
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
+    from .cache import DEFAULT_SIZE
     from .wsgi import Limits, default_workers
 
     d = Limits()
@@ -36,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--requests-per-connection", type=int, default=d.requests_per_connection, metavar="N",
                    help=f"answer Connection: close after N requests on one connection, so that clients spread "
                         f"over the processes again (default {d.requests_per_connection})")
+    p.add_argument("--response-cache", type=int, default=DEFAULT_SIZE, metavar="N",
+                   help=f"answer repeated stateless requests from a cache of N entries per process (default "
+                        f"{DEFAULT_SIZE}; 0 turns it off)")
     p.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--offline", action="store_true",
@@ -66,6 +70,7 @@ def serve(args) -> int:
     from .. import catalog
     from . import wsgi
     from .app import create_app
+    from .cache import CONFIG_KEY as RESPONSE_CACHE
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # waitress warns on every request that waits for a free thread: routine under load, noise in the log
@@ -75,18 +80,20 @@ def serve(args) -> int:
     limits = limits_of(args)
     if limits.workers > 1 and not hasattr(os, "fork"):
         raise PerfkitError("--workers above 1 needs os.fork (Linux or macOS); use --workers 1 here")
+    if args.response_cache < 0:
+        raise PerfkitError(f"--response-cache must be 0 (off) or a number of entries, got {args.response_cache}")
     problems = catalog.catalog_problems()
     if problems:
         raise PerfkitError(f"the catalog has {len(problems)} problem{'s' if len(problems) > 1 else ''}, so "
                            "perfkit serve does not start: " + "; ".join(problems))
     if args.debug:
-        app = create_app(cors_origins=args.cors_origin)
+        app = create_app({RESPONSE_CACHE: args.response_cache}, cors_origins=args.cors_origin)
         app.run(host=args.host, port=args.port, debug=True, threaded=True)
         return 0
     sock = wsgi.bind(args.host, args.port)  # a busy port is a one-line error before anything else
     try:
         # made once, before the workers fork: every worker then signs cookies with the same key
-        app = create_app(cors_origins=args.cors_origin)
+        app = create_app({RESPONSE_CACHE: args.response_cache}, cors_origins=args.cors_origin)
         wsgi.serve(app, sock, limits, _listening)
     finally:
         sock.close()
