@@ -137,6 +137,7 @@ def _hardware_out(args) -> Path:
 def _kernels(args) -> int:
     from ..errors import PerfkitError
     from .kernels import FAMILIES, tables, write_blocks
+    from .kernels.sourced import write_blocks as write_sourced
 
     root = Path(args.kernels)
     present = sorted({s for m in FAMILIES.values() for s in tables.systems(m.TABLE, root)})
@@ -150,6 +151,10 @@ def _kernels(args) -> int:
     hw_root = _hardware_out(args)
     fitted = write_blocks(root, hw_root, systems)
     print(f"wrote the kernel models of {', '.join(sorted(fitted))} into {hw_root}")
+    sourced = write_sourced(hw_root)
+    if sourced:
+        print(f"wrote the sourced kernel models of {', '.join(sourced)} (their templates' curves at their "
+              f"published levels) into {hw_root}")
     return 0
 
 

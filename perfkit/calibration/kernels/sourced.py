@@ -12,11 +12,13 @@ Every figure below carries its source; none is fitted to serving results.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ...engine.kernels import FAMILIES as CLOSED_FORMS
 
 #: Parameter names that are a fraction of the peak FLOP/s (scale with the GEMM plateau) and of the HBM
 #: bandwidth (scale with the achieved HBM fraction), across the families' closed forms.
-COMPUTE_PARAMS = ("plateau", "compute")
+COMPUTE_PARAMS = ("plateau", "compute", "fallback_compute")
 BANDWIDTH_PARAMS = ("bandwidth", "hbm", "weight_bw")
 
 MI300X_SOURCES = (
@@ -125,3 +127,25 @@ def block(name: str, template_fits: dict) -> dict:
     out["source"] = (f"sourced: curve shapes of {figures['template']}'s fit, levels from public "
                      f"microbenchmarks: {figures['sources']}")
     return out
+
+
+def write_blocks(hardware_dir) -> list[str]:
+    """Write the sourced ``kernels:`` block of every :data:`SOURCED` chip in ``hardware_dir`` from its
+    template's block in the same folder (fit the templates first); the names written."""
+    import yaml
+
+    from . import replace_block
+
+    folder = Path(hardware_dir)
+    written = []
+    for name, figures in SOURCED.items():
+        path, template = folder / f"{name}.yaml", folder / f"{figures['template']}.yaml"
+        if not (path.is_file() and template.is_file()):
+            continue
+        fits = {b: f for b, f in (yaml.safe_load(template.read_text()).get("kernels") or {}).items()
+                if b not in ("source", "status")}
+        if not fits:
+            continue
+        path.write_text(replace_block(path.read_text(), block(name, fits)))
+        written.append(name)
+    return written
