@@ -115,7 +115,7 @@ def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, win
 
     >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64,
     ...      "pair_flops": 100, "tile_s": 0.0, "hbm": 0.8}
-    >>> t = context_attention_seconds(p, 1, [1024, 2048], 32, 8, 128, 0, 989e12, 3.35e12)
+    >>> t = context_attention_seconds(p, 1, [8192, 16384], 32, 8, 128, 0, 989e12, 3.35e12)  # quadratic
     >>> bool(t[1] > 3 * t[0])
     True
     """
