@@ -41,7 +41,7 @@ PREFILL_PARAMS: dict[str, tuple[float, float]] = {
 DECODE_PARAMS: dict[str, tuple[float, float]] = {
     "launch_s": (0.0, 1e-3),            # fixed cost per call, s
     "split_s": (0.0, 1e-4),             # the split-k reduction's cost once contexts are long enough to split
-    "split_tokens": (16.0, 65536.0),    # context per split-k chunk (where splitting starts)
+    "split_tokens": (16.0, 1e5),      # context per split-k chunk (where splitting starts)
     "sequence_s": (0.0, 1e-5),          # cost per sequence in the batch, s
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth large KV reads reach
     "half_bytes": (1.0, 1e10),          # KV bytes per call at which the bandwidth is half of that
