@@ -80,7 +80,8 @@ def test_kernel_params_fall_back_to_a_wider_dtype_and_the_trtllm_backend():
                                                                            "fp8": {"plateau": 0.6}}},
                                      "vllm": {"gemm": {"bf16": {"plateau": 0.7}}}}, "test")
     assert models.params("vllm", "gemm", "fp8") == {"plateau": 0.6}      # exact dtype of trtllm first
-    assert models.params("vllm", "gemm", "fp4") == {"plateau": 0.7}      # then the next wider, own backend
+    assert models.params("vllm", "gemm", "fp4") == {"plateau": 0.6}      # then the nearest wider dtype (fp8)
+    assert models.params("vllm", "gemm", "int8_wo") == {"plateau": 0.7}  # ... in the backend's own fits first
     assert models.params("sglang", "gemm", "bf16") == {"plateau": 0.8}   # unknown backend -> trtllm
     assert models.params("vllm", "moe", "bf16") is None
 

@@ -117,13 +117,16 @@ def _collectives(args) -> int:
 
 
 def _hardware_out(args) -> Path:
-    """The hardware folder a table fit writes into: a copy of the catalog's under ``--out-dir``, or the
-    catalog's own."""
+    """The hardware folder a kernel-table fit writes into: the catalog's own with ``--in-place``, else a copy
+    of it under ``--out-dir`` (default: :func:`default_out_dir`)."""
     from .. import catalog
+    from ..errors import PerfkitError
 
     hw_root = Path(catalog._hardware_root())
-    if args.out_dir:
-        out = Path(args.out_dir) / "hardware"
+    if args.in_place and args.out_dir:
+        raise PerfkitError("--in-place and --out-dir exclude each other: give one", field="out_dir")
+    if not args.in_place:
+        out = Path(args.out_dir or default_out_dir()) / "hardware"
         out.mkdir(parents=True, exist_ok=True)
         for f in hw_root.glob("*.yaml"):
             shutil.copy(f, out / f.name)

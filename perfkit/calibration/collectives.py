@@ -18,15 +18,14 @@ import pandas as pd
 
 from ..engine.timing import OPS, op_seconds
 from ..specs import CollectiveFit
-from .measurements import SYSTEMS, shared_data
+from .kernels.tables import SYSTEMS as CATALOG
+from .measurements import shared_data
 
 #: Bytes per element of the tables' ``nccl_dtype`` / ``allreduce_dtype``.
 ELEMENT_BYTES = {"half": 2, "bfloat16": 2, "float16": 2, "int8": 1, "float32": 4}
 #: The tables' operation names for the engine's collective kinds.
 TABLE_OPS = {"allreduce": "all_reduce", "allgather": "all_gather", "alltoall": "alltoall"}
-#: Catalog systems each kernel-table system describes (the NVL72 rack runs GB200's GPUs and NVLink 5).
-CATALOG = {**{k: (v,) for k, v in SYSTEMS.items()}, "gb200": ("nvidia_gb200_single", "nvidia_nvl72_rack"),
-           "gb300": ("nvidia_gb300_nvl72",), "a100_sxm": ("nvidia_a100_hgx",), "l40s": ("nvidia_l40s_server",)}
+#: Catalog systems each kernel-table system describes: one mapping for every table fit (``kernels.tables``).
 CUSTOM_MAX_BYTES = 16 << 20
 
 
