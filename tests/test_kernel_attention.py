@@ -110,3 +110,14 @@ def test_mla_fit_and_physics():
     t = kernels.context_mla_seconds(q, 1, isl, 128, 192, 128, H100_FLOPS, H100_HBM)
     assert np.all(np.diff(t) > 0)
     assert np.all(t >= 2 * 128 * (192 + 128) * kernels.attended_pairs(isl, 0) / H100_FLOPS)
+
+
+@needs_tables
+def test_fitted_block_passes_the_catalog_checks(fitted):
+    from perfkit.catalog_checks import check_kernels
+    from perfkit.engine.kernels import FAMILIES
+
+    block = {"source": "test", "trtllm": {family: {"bf16": params} for family, (params, _) in fitted.items()}}
+    check_kernels(block, "hardware 'test'")  # every parameter known, none missing, inside its bounds
+    for family, (params, _) in fitted.items():
+        assert set(params) == set(FAMILIES[family].PARAMS)

@@ -41,7 +41,7 @@ PREFILL_PARAMS: dict[str, tuple[float, float]] = {
 DECODE_PARAMS: dict[str, tuple[float, float]] = {
     "launch_s": (0.0, 1e-3),            # fixed cost per call, s
     "split_s": (0.0, 1e-4),             # the split-k reduction's cost once contexts are long enough to split
-    "split_tokens": (16.0, 65536.0),    # context per split-k chunk (where splitting starts)
+    "split_tokens": (16.0, 1e5),      # context per split-k chunk (where splitting starts)
     "sequence_s": (0.0, 1e-5),          # cost per sequence in the batch, s
     "hbm": (0.05, 1.0),                 # fraction of HBM bandwidth large KV reads reach
     "half_bytes": (1.0, 1e10),          # KV bytes per call at which the bandwidth is half of that
@@ -115,7 +115,7 @@ def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, win
 
     >>> p = {"launch_s": 1e-5, "plateau": 0.5, "half_rows": 1e4, "query_pad": 64, "key_pad": 64,
     ...      "pair_flops": 100, "tile_s": 0.0, "hbm": 0.8}
-    >>> t = context_attention_seconds(p, 1, [1024, 2048], 32, 8, 128, 0, 989e12, 3.35e12)
+    >>> t = context_attention_seconds(p, 1, [8192, 16384], 32, 8, 128, 0, 989e12, 3.35e12)  # quadratic
     >>> bool(t[1] > 3 * t[0])
     True
     """
