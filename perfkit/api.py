@@ -258,7 +258,7 @@ def notes(model, hw, flat: dict) -> list[str]:
     for layer_type in layout.LAYER_TYPES:
         dtype = flat[f"layers.{layer_type}.dtype"]
         compute = hw.compute_dtype(dtype)
-        if compute and compute != dtype and not (dtype == "int4" and compute == "int8"):
+        if compute and compute != dtype and (dtype, compute) not in (("int4", "int8"), ("fp8_block", "fp8")):
             out.append(f"{layer_type}: {hw.chip} has no faster native {dtype} path; computed in {compute} "
                        f"(weights stored in {dtype})")
     status = hw.kernels.status if hw.kernels is not None else "prior"

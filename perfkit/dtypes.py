@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 #: Every dtype perfkit understands, narrowest last. Order is the index used by the vectorized engine.
-DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16", "fp8", "int8", "fp4", "int4")
+#: ``fp8_block`` is fp8 scaled per 128 x 128 block (DeepSeek's and Qwen3's fp8 checkpoints) rather than per
+#: tensor: the same bytes and peak, other kernels (measured apart in the kernel tables).
+DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16", "fp8", "fp8_block", "int8", "fp4", "int4")
 
-BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
+BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
 
 #: Formats whose peak a hardware file may publish (int4 weight-only kernels compute in int8 or 16-bit).
 PEAK_DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16", "fp8", "int8", "fp4")
@@ -23,6 +25,7 @@ COMPUTE_FALLBACK = {
     "fp16": ("bf16",),
     "bf16": ("fp16",),
     "fp8": ("bf16", "fp16"),
+    "fp8_block": ("fp8", "bf16", "fp16"),
     "int8": ("bf16", "fp16"),
     "fp4": ("fp8", "bf16", "fp16"),
     "int4": ("int8", "fp8", "bf16", "fp16"),

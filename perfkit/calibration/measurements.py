@@ -28,7 +28,7 @@ SYSTEMS = {
 }
 
 #: GEMM / MoE quantization modes -> perfkit dtypes.
-QUANT = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "w4a16_mxfp4": "fp4", "int8": "int8"}
+QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "fp4", "w4a16_mxfp4": "fp4", "int8": "int8"}
 
 #: What makes two agg rows the same benchmark configuration (with the model's architecture).
 CONFIGURATION = ["system", "backend", "gemm_dtype", "moe_dtype", "decode_gpus", "decode_attn_dp", "decode_moe_tp",

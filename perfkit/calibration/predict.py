@@ -46,7 +46,7 @@ def side_flat(frame: pd.DataFrame, side: str, model, batch: np.ndarray) -> dict:
     # Llama-3.1-70B fp8 on one H200 under vLLM serves 32 requests of 1024 + 8192 tokens without queueing
     # (474 ms TTFT), which the ~62 GB left beside the weights holds only at 1.5 GB per sequence (fp8), not at
     # 3.0 GB (16-bit); and the fit's cost drops from 184 to 177 with this reading.
-    quantized = np.isin(gemm, [INDEX["fp8"], INDEX["fp4"]])
+    quantized = np.isin(gemm, [INDEX["fp8"], INDEX["fp8_block"], INDEX["fp4"]])
     kv = np.where(quantized, INDEX["fp8"], INDEX["bf16"])
     ones = np.ones_like(gpus, dtype=np.int64)
     i = lambda x: np.asarray(np.rint(x), dtype=np.int64)  # noqa: E731

@@ -21,15 +21,15 @@ from .kernels import attention, gemm, moe
 
 #: The kernel variant each engine dtype runs (fp32 layers: the 16-bit kernels' shape at the fp32 peak), and
 #: the variants tried next where a chip or a fit lacks one (always a wider or slower path).
-VARIANT = {"fp32": "bf16", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "int8": "int8", "fp4": "fp4",
-           "int4": "int4"}
+VARIANT = {"fp32": "bf16", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "int8": "int8",
+           "fp4": "fp4", "int4": "int4"}
 FALLBACK = {**KERNEL_VARIANT_FALLBACK, "mxfp4_w4a8": ("mxfp4_w4a16", "fp8", "bf16"),
             "mxfp4_w4a16": ("int4", "fp8_block", "fp8", "bf16")}
 #: The format each variant's tensor-core work runs in (its peak): weight-only variants dequantize to 16 bits.
 COMPUTE = {**gemm.COMPUTE, "mxfp4_w4a8": "fp8", "mxfp4_w4a16": "bf16"}
 #: KV-cache dtype -> the attention kernels' variant (8-bit and narrower caches are stored in fp8).
-KV_VARIANT = {"fp32": "bf16", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "int8": "fp8", "fp4": "fp8",
-              "int4": "fp8"}
+KV_VARIANT = {"fp32": "bf16", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "int8": "fp8",
+              "fp4": "fp8", "int4": "fp8"}
 DECODE_FAMILIES = ("generation_attention", "generation_mla")
 PREFILL_FAMILIES = ("context_attention", "context_mla")
 
@@ -58,7 +58,7 @@ class KernelTable:
         kv = [KV_VARIANT[d] for d in DTYPES]
         for family in DECODE_FAMILIES + ("context_mla",):
             setattr(self, family, _gathered(hw, models, backend, family, kv, compute="bf16"))
-        pairs = [attention.context_variant("fp8" if d in ("fp8", "fp4") else "bf16", KV_VARIANT[k])
+        pairs = [attention.context_variant("fp8" if d in ("fp8", "fp8_block", "fp4") else "bf16", KV_VARIANT[k])
                  for d in DTYPES for k in DTYPES]
         params, peak = _gathered(hw, models, backend, "context_attention", pairs, compute="attention")
         shape = (len(DTYPES), len(DTYPES))
