@@ -48,6 +48,7 @@ _PROFILE = {
     "sequence_overhead_s": ("ge0", 0.0, 10.0, False),
     "launch_s": ("ge0", 0.0, 1e-2, False),
     "kernel_gap_s": ("ge0", 0.0, 1e-2, False),
+    "graph_fixed_share": ("ge0", 0.0, 1.0, False),
     "request_overhead_s": ("ge0", 0.0, 100.0, False),
     "prefill_interference": ("ge0", 0.0, 1e3, False),
     "ramp": ("ge0", 0.0, 1e3, False),

@@ -162,7 +162,8 @@ class ServingProfile:
     ``kernels`` names the backend whose fitted kernel models (``kernels:`` of the hardware files) its layers
     run. ``step_overhead_s`` and ``sequence_overhead_s`` are paid per engine step (and per sequence in it);
     the GPU idles ``kernel_gap_s`` between kernels; a prefill runs eagerly and the host needs ``launch_s``
-    per kernel (decode steps replay captured CUDA graphs), so a short prompt waits for the launches.
+    per kernel (decode steps replay captured CUDA graphs, in which each kernel pays ``graph_fixed_share`` of
+    the fixed per-call cost its microbenchmark measured), so a short prompt waits for the launches.
     Under continuous batching each decode step also carries ``prefill_interference`` of the prefill work of
     the requests that arrive meanwhile; a new request waits ``ramp`` of a whole-batch prefill (arrival
     bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
@@ -178,6 +179,7 @@ class ServingProfile:
     sequence_overhead_s: float
     launch_s: float
     kernel_gap_s: float
+    graph_fixed_share: float
     prefill_interference: float
     ramp: float
     prefill_chunk_tokens: float
@@ -193,7 +195,8 @@ class ServingProfile:
         data = dict(data)
         _check_keys(data, {f.name for f in fields(cls)}, origin)
         _check_keys(data["band"], set(cls.BAND_KEYS), origin)
-        for key in ("step_overhead_s", "sequence_overhead_s", "launch_s", "kernel_gap_s", "prefill_interference",
+        for key in ("step_overhead_s", "sequence_overhead_s", "launch_s", "kernel_gap_s", "graph_fixed_share",
+                    "prefill_interference",
                     "ramp", "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
             data[key] = float(data[key])
             if data[key] < 0:

@@ -30,6 +30,7 @@ PROFILE_BOUNDS = {
     # host time per launch of an eager prefill's kernels: PyTorch dispatch and a CUDA launch, 2-40 us
     "launch_s": (2e-6, 4e-5),
     "kernel_gap_s": (0.0, 5e-6),  # GPU idle between kernels (a graph replay's gaps are ~1 us)
+    "graph_fixed_share": (0.0, 1.0),
     "prefill_interference": (0.0, 4.0),
     "ramp": (0.0, 1.0),
     "prefill_chunk_tokens": (256.0, 65536.0),
@@ -80,6 +81,7 @@ PRIORS = {
     "sequence_overhead_s": 1e-5,
     "launch_s": 8e-6,
     "kernel_gap_s": 1e-6,
+    "graph_fixed_share": 1.0,
     "prefill_interference": 1.0,
     "ramp": 0.05,
     "prefill_chunk_tokens": 2048.0,

@@ -21,6 +21,7 @@ step_overhead_s: {step_overhead_s:.6g}          # per engine step: scheduling, g
 sequence_overhead_s: {sequence_overhead_s:.6g}    # per sequence per step (bookkeeping, sampling, detokenization)
 launch_s: {launch_s:.6g}                 # host time per kernel launch of an eager prefill (decode replays CUDA graphs)
 kernel_gap_s: {kernel_gap_s:.6g}             # GPU idle between consecutive kernels
+graph_fixed_share: {graph_fixed_share:.6g}        # share of a kernel's measured fixed per-call cost a CUDA-graph decode step pays
 prefill_interference: {prefill_interference:.6g}       # share of each new request's prefill that stalls the running decodes
 ramp: {ramp:.6g}                      # share of a full-batch prefill a request waits for on average (arrival bursts)
 prefill_chunk_tokens: {prefill_chunk_tokens:.6g}      # prompt tokens per engine step under chunked prefill (each chunk rides a decode step)

@@ -113,10 +113,10 @@ def table(hw: HardwareSpec, backend: str, model: ModelSpec) -> KernelTable:
     return made
 
 
-def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype) -> np.ndarray:
+def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype, fixed: float = 1.0) -> np.ndarray:
     """Seconds of a layer instance's weight GEMMs (``cost.gemms``) in ``dtype`` (an index array)."""
     table, peaks = kt.gemm
-    params = {name: values[dtype] for name, values in table.items()}
+    params = _params(table, dtype, fixed)
     params["l2_share"] = 0.0  # a served model's layers evict each other's weights from the L2 cache
     peak, wbytes, abytes = peaks[dtype], BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
     total = 0.0
@@ -125,7 +125,8 @@ def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype) -> np.n
     return total
 
 
-def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: AttentionCore, dtype) -> np.ndarray:
+def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: AttentionCore, dtype,
+              fixed: float = 1.0) -> np.ndarray:
     """Seconds of the attention kernel proper of one layer instance (``dtype``: the attention layer's)."""
     kv = core.kv_dtype
     if core.prefill:
@@ -136,7 +137,7 @@ def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: Attenti
     else:
         family, at = (kt.generation_mla if core.mla else kt.generation_attention), kv
     table, peaks = family
-    params = {name: values[at] for name, values in table.items()}
+    params = _params(table, at, fixed)
     peak, hbm = peaks[at], hw.hbm_bytes_per_s
     if core.mla and core.prefill:
         qk = model.qk_nope_head_dim + model.qk_rope_head_dim
@@ -158,12 +159,12 @@ def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: Attenti
     return total
 
 
-def experts_time(kt: KernelTable, hw: HardwareSpec, experts: Experts, dtype) -> np.ndarray:
+def experts_time(kt: KernelTable, hw: HardwareSpec, experts: Experts, dtype, fixed: float = 1.0) -> np.ndarray:
     """Seconds of one mixture-of-experts layer's routed experts on one chip, in ``share`` of the layers:
     routing as the engine expects it (an expert receives rows with chance ``1 - (1 - topk/E)^tokens``) and
     every weight from HBM (a served model's layers evict each other from the L2 cache)."""
     table, peaks = kt.moe
-    params = {name: values[dtype] for name, values in table.items()}
+    params = _params(table, dtype, fixed)
     params["cache_bytes"] = 0.0
     touched = 1.0 - np.power(1.0 - experts.topk / experts.experts, experts.tokens)
     seconds = moe.moe_seconds(params, experts.tokens, experts.hidden, experts.inter, experts.topk,
@@ -185,14 +186,30 @@ def has_kernels(cost: LayerCost) -> bool:
     return bool(cost.gemms) or cost.core is not None or cost.experts is not None
 
 
-def busy_seconds(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, cost: LayerCost, dtype):
-    """Seconds the kernels of one layer instance keep the chip busy (collectives apart)."""
-    busy = gemm_time(kt, hw, cost, dtype)
+#: The per-call fixed costs of the closed forms: what a microbenchmark loop pays per call beyond the work
+#: (launch, prologue, routing set-up), part of which a captured CUDA graph does not pay again.
+FIXED = ("launch_s", "fallback_launch_s", "fixed_s", "fixed_per_hidden_s")
+
+
+def busy_seconds(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, cost: LayerCost, dtype, fixed: float = 1.0):
+    """Seconds the kernels of one layer instance keep the chip busy (collectives apart), each kernel's
+    fixed per-call cost (:data:`FIXED`) scaled by ``fixed`` (a decode step's graph replay pays a share)."""
+    busy = gemm_time(kt, hw, cost, dtype, fixed)
     if cost.core is not None:
-        busy = busy + core_time(kt, hw, model, cost.core, dtype)
+        busy = busy + core_time(kt, hw, model, cost.core, dtype, fixed)
     if cost.experts is not None:
-        busy = busy + experts_time(kt, hw, cost.experts, dtype)
+        busy = busy + experts_time(kt, hw, cost.experts, dtype, fixed)
     return busy
+
+
+def _params(table: dict, at, fixed: float) -> dict:
+    """One family's parameters gathered at ``at`` (dtype indices), fixed costs scaled by ``fixed``."""
+    out = {name: values[at] for name, values in table.items()}
+    if fixed != 1.0:
+        for name in FIXED:
+            if name in out:
+                out[name] = out[name] * fixed
+    return out
 
 
 #: Kernels a layer instance launches besides its GEMMs, attention core, routed experts and collectives:

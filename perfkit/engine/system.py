@@ -45,14 +45,15 @@ STATIC, CONTINUOUS = 0, 1
 SERVING_MODES = ("static", "continuous")
 
 
-def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pass, kt: kernel_time.KernelTable):
+def layer_times(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, p: Pass, kt: kernel_time.KernelTable,
+                fixed: float = 1.0):
     """The cost of one instance of ``layer_type``, its compute, memory and communication seconds (the roofline
     parts that name the bottleneck) and ``busy``: the seconds its kernels take (the kernel models)."""
     cost = COSTS[layer_type](model, cfg, p)
     dtype = cfg[f"layers.{layer_type}.dtype"]
     compute, memory = kernel_time.roofline(kt, hw, cost, dtype)
     comm = communication_seconds(hw, cost)
-    busy = kernel_time.busy_seconds(kt, hw, model, cost, dtype) if kernel_time.has_kernels(cost) \
+    busy = kernel_time.busy_seconds(kt, hw, model, cost, dtype, fixed) if kernel_time.has_kernels(cost) \
         else maximum(compute, memory)
     return cost, compute, memory, comm, busy
 
@@ -64,14 +65,16 @@ def _pass(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, cfg, p: P
     The GPU is busy for the layers' kernels and collectives plus ``kernel_gap_s`` between kernels. A
     prefill runs eagerly: the host launches every kernel (``launch_s`` each) and the GPU waits for it where
     the kernels are shorter (a short prompt), so the pass takes the longer of the two. Decode steps replay
-    captured CUDA graphs: one launch per step, inside ``step_overhead_s``. Every step also pays the
+    captured CUDA graphs: one launch per step, inside ``step_overhead_s``, and each kernel pays only
+    ``graph_fixed_share`` of the fixed per-call cost its microbenchmark loop measured. Every step also pays the
     engine's scheduling per sequence (attention data-parallel ranks schedule their own)."""
     kt = kernel_time.table(hw, profile.kernels, model)
+    fixed = 1.0 if p.prefill else profile.graph_fixed_share
     parts = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
     gpu, kernels = 0.0, 0.0
     costs = {}
     for layer_type in layout.LAYER_TYPES:
-        cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt)
+        cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt, fixed)
         n = instances(model, layer_type)
         gpu = gpu + n * (busy + comm)
         kernels = kernels + n * kernel_time.kernel_count(layer_type, cost)
@@ -293,7 +296,8 @@ def evaluate_layer(model: ModelSpec, hw: HardwareSpec, cfg, layer_type: str, dec
     batch, seq = cfg["batch_size"], cfg["seq_length"]
     p = Pass(batch, 1, seq, seq, prefill=False) if decode else Pass(batch, seq, seq, seq, prefill=True)
     kt = kernel_time.table(hw, profile.kernels, model)
-    cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt)
+    cost, compute, memory, comm, busy = layer_times(model, hw, cfg, layer_type, p, kt,
+                                                    profile.graph_fixed_share if decode else 1.0)
     total = compute + memory + comm
     return {
         "num_instances": instances(model, layer_type),
