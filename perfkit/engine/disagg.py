@@ -1,0 +1,177 @@
+"""Disaggregated serving: a prefill pool and a decode pool on consecutive chips, joined by a KV-cache transfer.
+
+Each pool is an ordinary layout (its own degrees, ``replicas`` and ``batch_size``, the sequences it serves at
+once, split over its replicas) and is priced by :func:`perfkit.engine.system.evaluate`, the same passes as an
+aggregated deployment: no second formula for a prefill, a decode step or memory.
+
+- *Placement.* The prefill pool takes chips ``[0, P)`` and the decode pool ``[P, P + D)`` of the hardware; a
+  pool that does not fill a node shares it with the next.
+- *Prefill pool.* A static prefill pass of each replica's share of the pool's batch (``prefill_s``); it holds
+  the prompts' KV cache only (``input_seq`` tokens each) until it is handed on. Its capacity is
+  ``batch_size / prefill_s`` requests/s.
+- *KV transfer.* One request's prompt KV cache, in the KV dtype, goes from the prefill chips to the decode
+  chips that will hold it; every decode chip receives its own shard at once over its own link (the bytes one
+  decode chip caches for one sequence of ``input_seq`` tokens). It is a point-to-point send
+  (:func:`perfkit.engine.timing.handoff_seconds`): over the scale-up links where the decode chip shares a node
+  (an NVLink server, an NVL72 rack) with the prefill pool, over the scale-out network otherwise; the time is
+  the mean over the decode chips. The fitted :class:`TransferProfile` adds a per-request set-up cost and the
+  share of the link's bandwidth a transfer reaches.
+- *Decode pool.* A static decode step of each replica's share of its batch at the mean context
+  (``tpot``): TPOT is the decode pool's alone. Its memory is sized for the decode step (weights, the KV
+  cache of ``input_seq + output_seq`` tokens per sequence, one decode step's activations). Its capacity is
+  ``batch_size / (output_seq x tpot)`` requests/s.
+- *Closed loop.* ``decode.batch_size`` requests are in flight (what a benchmark's concurrency sets). The
+  throughput is that of the slower pool (``limiting_pool``), ``output_seq x min(prefill capacity, decode
+  capacity)`` tokens/s. A request's TTFT is the profile's ``request_overhead_s`` + the wait in the prefill
+  pool + its prefill pass + the KV transfer. The wait has two parts: the pass in progress when it arrives,
+  ``prefill_queue_scale x utilisation x prefill_s`` (fitted), and, when the prefill pool is the slower one,
+  the queue the closed loop piles up in front of it (Little's law: ``requests / prefill capacity - cycle``,
+  the asymptotic bound of mean-value analysis).
+
+``evaluate_disaggregated`` returns the deployment's figures under the names of ``evaluate`` (num_chips and
+the memory totals over both pools, the fullest chip of either, TTFT/TPOT as above) plus ``prefill.<figure>``
+and ``decode.<figure>`` for each pool, ``kv_transfer_ms``, ``limiting_pool`` (an index into :data:`POOLS`) and
+``code`` (the pools' structural bits or'ed, plus :data:`layout.NO_SCALEOUT` where the transfer must leave a
+node of hardware without a scale-out network, :data:`layout.MAX_CHIPS` past the hardware's size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..specs import HardwareSpec, ModelSpec, ServingProfile
+from . import layout, system
+from .costs import Pass
+from .timing import handoff_seconds
+
+POOLS = np.array(["prefill", "decode"])
+#: A pool's own figures (``prefill.<key>`` / ``decode.<key>`` of :func:`evaluate_disaggregated`).
+POOL_FIGURES = ("num_chips", "ttft_ms", "tpot_ms", "throughput_tokens_s", "requests_s", "utilisation",
+                "memory_per_chip_gb", "weight_memory_gb", "activation_memory_gb", "kv_cache_gb", "fits_on_hardware",
+                "bottleneck", "code")
+
+
+@dataclass(frozen=True)
+class TransferProfile:
+    """What a disaggregated deployment of one serving engine adds to the two pools (fitted by
+    :func:`perfkit.calibration.disagg.fit_transfer` on the ``mode=disagg`` points, the agg profile frozen)."""
+
+    name: str
+    kv_transfer_overhead_s: float  # per request: connector handshake, block tables, scheduling on both sides
+    kv_transfer_efficiency: float  # share of the link's bandwidth a KV transfer reaches
+    prefill_queue_scale: float  # share of the running prefill pass a request arriving at the pool waits for
+    source: str
+
+
+def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, decode_cfg, profile: ServingProfile,
+                           transfer: TransferProfile) -> dict[str, np.ndarray]:
+    """The figures of a disaggregated deployment (see the module docstring), as arrays over the broadcast
+    configurations. ``prefill_cfg`` and ``decode_cfg`` are engine configurations (``inputs.to_arrays``) of the
+    two pools, each with its own ``batch_size``, ``replicas`` and layers and the same ``input_seq``,
+    ``output_seq`` and ``kv_dtype``."""
+    isl, osl = decode_cfg["input_seq"], decode_cfg["output_seq"]
+    pre_cfg = {**prefill_cfg, "serving_mode": np.int64(system.STATIC), "output_seq": np.zeros_like(osl)}
+    dec_cfg = layout.with_spans({**decode_cfg, "serving_mode": np.int64(system.STATIC)})
+    pre = system.evaluate(model, hw, pre_cfg, profile)  # output_seq 0: the pool holds the prompts' KV only
+    dec = system.evaluate(model, hw, dec_cfg, profile)
+    dec = {**dec, **_decode_memory(model, hw, profile, dec_cfg)}
+    dec["code"] = (dec["code"] & ~layout.DOES_NOT_FIT) | np.where(dec["fits_on_hardware"], 0, layout.DOES_NOT_FIT)
+
+    pre_chips, dec_chips = pre["num_chips"], dec["num_chips"]
+    chips = pre_chips + dec_chips
+    transfer_s, crossing = _transfer(model, hw, profile, transfer, dec_cfg, pre_chips, dec_chips)
+
+    prefill_s, tpot_s = pre["ttft_ms"] / 1e3, dec["tpot_ms"] / 1e3
+    pre_batch, dec_batch = prefill_cfg["batch_size"], decode_cfg["batch_size"]
+    pre_rate = pre_batch / prefill_s  # requests/s the prefill pool can serve
+    dec_rate = dec_batch / (osl * tpot_s)  # requests/s the decode pool can finish
+    rate = np.minimum(pre_rate, dec_rate)
+    limiting = (dec_rate < pre_rate).astype(np.int8)  # index into POOLS; a tie goes to prefill
+    cycle = prefill_s + transfer_s + osl * tpot_s  # a request's time through both pools, without waiting
+    utilisation = np.minimum(1.0, np.minimum(dec_batch / cycle, pre_rate) / pre_rate)
+    piled = np.maximum(0.0, dec_batch / pre_rate - cycle)  # the closed loop's queue before a slower prefill pool
+    wait = transfer.prefill_queue_scale * utilisation * prefill_s + piled
+    ttft_s = profile.request_overhead_s + wait + prefill_s + transfer_s
+
+    code = pre["code"] | dec["code"]
+    if hw.scaleout_bytes_per_s is None:  # the hand-off has to leave a node: only a scale-out network can carry it
+        code = code | np.where(crossing > 0, layout.NO_SCALEOUT, 0)
+    if hw.max_chips is not None:
+        code = code | np.where(chips > hw.max_chips, layout.MAX_CHIPS, 0)
+    fits = pre["fits_on_hardware"] & dec["fits_on_hardware"]
+    ttft_ms, tpot_ms = ttft_s * 1e3, dec["tpot_ms"]
+    out = {
+        "ttft_ms": ttft_ms,
+        "tpot_ms": tpot_ms,
+        "throughput_tokens_s": osl * rate,
+        "total_latency_ms": ttft_ms + osl * tpot_ms,
+        "num_chips": chips,
+        "num_nodes": layout.num_nodes(hw, chips),
+        "fits_on_hardware": fits,
+        "bottleneck": np.where(limiting == 1, dec["bottleneck"], pre["bottleneck"]),
+        "hw_capacity_gb": dec["hw_capacity_gb"],
+        "memory_per_chip_gb": np.maximum(pre["memory_per_chip_gb"], dec["memory_per_chip_gb"]),
+        "kv_transfer_ms": transfer_s * 1e3,
+        "kv_transfer_crossing": crossing,
+        "prefill_wait_ms": wait * 1e3,
+        "limiting_pool": limiting,
+        "code": code,
+    }
+    for key in ("weight_memory_gb", "activation_memory_gb", "kv_cache_gb"):
+        out[key] = pre[key] + dec[key]
+    out["total_memory_gb"] = out["weight_memory_gb"] + out["activation_memory_gb"] + out["kv_cache_gb"]
+    band = profile.band
+    for k in ("ttft", "tpot"):
+        for q in ("p10", "p90"):
+            out[f"{k}_ms_{q}"] = out[f"{k}_ms"] * band[f"{k}_{q}"]
+    pools = {
+        "prefill": {**pre, "tpot_ms": np.full(np.shape(prefill_s), np.nan), "requests_s": pre_rate,
+                    "throughput_tokens_s": pre_rate * isl, "utilisation": utilisation},
+        "decode": {**dec, "ttft_ms": np.full(np.shape(tpot_s), np.nan), "requests_s": dec_rate,
+                   "throughput_tokens_s": dec_batch * 1e3 / tpot_ms,
+                   "utilisation": np.minimum(1.0, rate / dec_rate)},
+    }
+    for name, figures in pools.items():
+        for key in POOL_FIGURES:
+            out[f"{name}.{key}"] = figures[key]
+    return out
+
+
+def _decode_memory(model, hw, profile, cfg) -> dict:
+    """The decode pool's memory: its step's activations (``evaluate`` sizes them for a prefill of the whole
+    batch, which a decode pool never runs), the same weights and KV cache (:func:`system._memory`)."""
+    replicas, replica_chips = layout.replicas(cfg), layout.replica_chips(cfg)
+    batch = np.ceil(cfg["batch_size"] / replicas)
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+    step = system._pipelined(model, hw, profile, cfg, Pass(batch, 1, isl + osl / 2.0, isl + osl, prefill=False),
+                             replica_chips)
+    mem = system._memory(model, hw, cfg, step["costs"], replicas * replica_chips, system._kv_scale(cfg, batch))
+    per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
+    return {"weight_memory_gb": mem["weights"] / 1e9, "activation_memory_gb": mem["activations"] / 1e9,
+            "kv_cache_gb": mem["kv"] / 1e9, "memory_per_chip_gb": per_chip / 1e9,
+            "fits_on_hardware": per_chip <= hw.memory_bytes}
+
+
+def kv_bytes_per_chip(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, decode_cfg) -> np.ndarray:
+    """Bytes of one request's prompt KV cache (``input_seq`` tokens, every layer of one pipeline stage, in the
+    KV dtype) that one decode chip receives: what it caches for one sequence."""
+    cfg = layout.with_spans(decode_cfg)
+    isl = cfg["input_seq"]
+    one = np.ones_like(isl)
+    costs = system._pass(model, hw, profile, cfg, Pass(one, one, isl, isl, prefill=False))["costs"]
+    return np.ceil(model.num_layers / cfg["pipeline_parallel"]) * costs["attention"].kv_bytes
+
+
+def _transfer(model, hw, profile, transfer: TransferProfile, decode_cfg, pre_chips, dec_chips):
+    """Seconds of one request's KV hand-off, and the share of the decode chips outside the prefill pool's
+    nodes (those receive over the scale-out network)."""
+    node = hw.chips_per_node
+    shared_end = -(-pre_chips // node) * node  # the last chip of the prefill pool's last node
+    outside = np.clip(pre_chips + dec_chips - shared_end, 0, dec_chips)
+    crossing = outside / dec_chips
+    nbytes = kv_bytes_per_chip(model, hw, profile, decode_cfg) / transfer.kv_transfer_efficiency
+    inside = handoff_seconds(hw, nbytes, 1, 0)
+    across = handoff_seconds(hw, nbytes, 1, 1) if hw.scaleout_bytes_per_s is not None else np.nan
+    seconds = np.where(crossing > 0, crossing * across + (1 - crossing) * inside, inside)
+    return transfer.kv_transfer_overhead_s + seconds, crossing
