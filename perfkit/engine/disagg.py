@@ -61,6 +61,8 @@ class TransferProfile:
     kv_transfer_overhead_s: float  # per request: connector handshake, block tables, scheduling on both sides
     kv_transfer_efficiency: float  # share of the link's bandwidth a KV transfer reaches
     prefill_queue_scale: float  # share of the running prefill pass a request arriving at the pool waits for
+    prefill_pass_scale: float  # a prefill worker's pass over the aggregated engine's (max-token limits, no overlap)
+    decode_step_scale: float  # a decode worker's step over the aggregated engine's (speculative decoding, kernels)
     source: str
 
 
@@ -82,17 +84,21 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     chips = pre_chips + dec_chips
     transfer_s, crossing = _transfer(model, hw, profile, transfer, dec_cfg, pre_chips, dec_chips)
 
-    prefill_s, tpot_s = pre["ttft_ms"] / 1e3, dec["tpot_ms"] / 1e3
-    pre_batch, dec_batch = prefill_cfg["batch_size"], decode_cfg["batch_size"]
+    prefill_s = transfer.prefill_pass_scale * pre["ttft_ms"] / 1e3
+    pre_batch, in_flight = prefill_cfg["batch_size"], decode_cfg["batch_size"]
     pre_rate = pre_batch / prefill_s  # requests/s the prefill pool can serve
-    dec_rate = dec_batch / (osl * tpot_s)  # requests/s the decode pool can finish
-    rate = np.minimum(pre_rate, dec_rate)
-    limiting = (dec_rate < pre_rate).astype(np.int8)  # index into POOLS; a tie goes to prefill
+    loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s + transfer_s,
+                        transfer.decode_step_scale)
+    tpot_s, rate, decoding = loop["tpot_s"], loop["rate"], loop["decoding"]
+    dec_rate = decoding / (osl * tpot_s)  # what the decode pool finishes at the batch it runs
+    # the prefill pool limits when the loop runs at its capacity (its queue holds the requests the decode pool lacks)
+    limiting = (rate < pre_rate * (1 - 1e-9)).astype(np.int8)  # index into POOLS
+    utilisation = rate / pre_rate
     cycle = prefill_s + transfer_s + osl * tpot_s  # a request's time through both pools, without waiting
-    utilisation = np.minimum(1.0, np.minimum(dec_batch / cycle, pre_rate) / pre_rate)
-    piled = np.maximum(0.0, dec_batch / pre_rate - cycle)  # the closed loop's queue before a slower prefill pool
+    piled = np.maximum(0.0, in_flight / rate - cycle)  # Little's law: the closed loop's queue before the prefill pool
     wait = transfer.prefill_queue_scale * utilisation * prefill_s + piled
     ttft_s = profile.request_overhead_s + wait + prefill_s + transfer_s
+    dec = {**dec, "tpot_ms": tpot_s * 1e3, "bottleneck": loop["bottleneck"]}
 
     code = pre["code"] | dec["code"]
     if hw.scaleout_bytes_per_s is None:  # the hand-off has to leave a node: only a scale-out network can carry it
@@ -105,6 +111,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
         "throughput_tokens_s": osl * rate,
+        "decoding_sequences": decoding,
         "total_latency_ms": ttft_ms + osl * tpot_ms,
         "num_chips": chips,
         "num_nodes": layout.num_nodes(hw, chips),
@@ -129,13 +136,45 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
         "prefill": {**pre, "tpot_ms": np.full(np.shape(prefill_s), np.nan), "requests_s": pre_rate,
                     "throughput_tokens_s": pre_rate * isl, "utilisation": utilisation},
         "decode": {**dec, "ttft_ms": np.full(np.shape(tpot_s), np.nan), "requests_s": dec_rate,
-                   "throughput_tokens_s": dec_batch * 1e3 / tpot_ms,
-                   "utilisation": np.minimum(1.0, rate / dec_rate)},
+                   "throughput_tokens_s": decoding * 1e3 / tpot_ms, "utilisation": decoding / in_flight},
     }
     for name, figures in pools.items():
         for key in POOL_FIGURES:
             out[f"{name}.{key}"] = figures[key]
     return out
+
+
+#: Fixed-point rounds of the closed loop (geometric damping: the decoding count settles within 1e-3 in ~8).
+LOOP_ROUNDS = 10
+
+
+def _closed_loop(model, hw, profile, cfg, in_flight, pre_rate, upstream_s, step_scale) -> dict:
+    """The closed loop of ``in_flight`` requests through a prefill pool of ``pre_rate`` requests/s (taking
+    ``upstream_s`` per request with the hand-off) and the decode pool of ``cfg``: the rate ``X = min(pre_rate,
+    N / (upstream + osl x tpot(n)))`` and the sequences decoding at once ``n = X x osl x tpot(n)`` (Little's law),
+    ``tpot(n)`` the decode pool's static step at ``n`` sequences (times ``step_scale``). Solved by damped
+    fixed-point rounds."""
+    osl = cfg["output_seq"]
+    decoding = np.asarray(in_flight, dtype=float)
+    for _ in range(LOOP_ROUNDS):
+        tpot = step_scale * _decode_step(model, hw, profile, cfg, decoding)["seconds"]
+        rate = np.minimum(pre_rate, in_flight / (upstream_s + osl * tpot))
+        target = np.clip(rate * osl * tpot, 1.0, in_flight)
+        decoding = np.sqrt(decoding * target)
+    step = _decode_step(model, hw, profile, cfg, decoding)
+    tpot = step_scale * step["seconds"]
+    rate = np.minimum(pre_rate, in_flight / (upstream_s + osl * tpot))
+    totals = [step["parts"][k] for k in ("compute", "memory", "communication")]
+    return {"tpot_s": tpot, "rate": rate, "decoding": decoding,
+            "bottleneck": system._largest(*totals, shape=np.shape(step["seconds"]))}
+
+
+def _decode_step(model, hw, profile, cfg, decoding) -> dict:
+    """One static decode step of the decode pool with ``decoding`` sequences over all its replicas."""
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+    batch = np.ceil(decoding / layout.replicas(cfg))
+    p = Pass(batch, 1, isl + osl / 2.0, isl + osl, prefill=False)
+    return system._pipelined(model, hw, profile, cfg, p, layout.replica_chips(cfg))
 
 
 def _decode_memory(model, hw, profile, cfg) -> dict:
