@@ -65,6 +65,7 @@ def system_metrics(request: dict) -> dict:
         "kv_transfer_ms": rounded(out["kv_transfer_ms"]),
         "kv_transfer_scaleout_share": rounded(out["kv_transfer_crossing"]),
         "prefill_wait_ms": rounded(out["prefill_wait_ms"]),
+        "decoding_sequences": rounded(out["decoding_sequences"]),
         **pools,
     }
     return body

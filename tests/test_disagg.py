@@ -60,14 +60,21 @@ def test_deployment_figures_are_both_pools():
 
 
 def test_each_pool_is_the_ordinary_layout():
-    """TPOT is the decode pool's static step; the prefill pass is the static TTFT of the prefill layout: the
-    same engine passes as an aggregated request (no second formula)."""
+    """TPOT is the decode pool's static step at the sequences decoding at once; the prefill pass is the static
+    TTFT of the prefill layout: the same engine passes as an aggregated request (no second formula), times the
+    disaggregated profile's fitted scales."""
     r = perfkit.system_metrics(disagg(pre=(2, 4, 1), dec=(2, 64, 2)))
-    decode_alone = perfkit.system_metrics(agg(LLAMA8B, "nvidia_h100_hgx", 2, 64, 2))
+    transfer = catalog.transfer_profile("generic")
+    decoding = r["disaggregated"]["decoding_sequences"]
+    assert 1 <= decoding <= 64
+    per_replica = -(-decoding // 2)
+    decode_alone = perfkit.system_metrics(agg(LLAMA8B, "nvidia_h100_hgx", 2, 2 * int(per_replica), 2))
     prefill_alone = perfkit.system_metrics(agg(LLAMA8B, "nvidia_h100_hgx", 2, 4, 1))
-    assert r["tpot_ms"] == decode_alone["tpot_ms"]
-    assert r["disaggregated"]["decode"]["tpot_ms"] == decode_alone["tpot_ms"]
-    assert r["disaggregated"]["prefill"]["ttft_ms"] == pytest.approx(prefill_alone["ttft_ms"], rel=1e-12)
+    assert r["tpot_ms"] == pytest.approx(transfer.decode_step_scale * decode_alone["tpot_ms"], rel=1e-12)
+    assert r["disaggregated"]["decode"]["tpot_ms"] == r["tpot_ms"]
+    assert r["disaggregated"]["prefill"]["ttft_ms"] == pytest.approx(
+        transfer.prefill_pass_scale * prefill_alone["ttft_ms"], rel=1e-12)
+    decode_alone = perfkit.system_metrics(agg(LLAMA8B, "nvidia_h100_hgx", 2, 64, 2))
     # weights are the layouts' own: a pool's weights do not depend on what the other pool runs
     assert r["disaggregated"]["decode"]["weight_memory_gb"] == decode_alone["memory"]["weight_memory_gb"]
     # the decode pool never runs a prefill of its batch: its activations are a decode step's

@@ -90,7 +90,6 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s + transfer_s,
                         transfer.decode_step_scale)
     tpot_s, rate, decoding = loop["tpot_s"], loop["rate"], loop["decoding"]
-    dec_rate = decoding / (osl * tpot_s)  # what the decode pool finishes at the batch it runs
     # the prefill pool limits when the loop runs at its capacity (its queue holds the requests the decode pool lacks)
     limiting = (rate < pre_rate * (1 - 1e-9)).astype(np.int8)  # index into POOLS
     utilisation = rate / pre_rate
@@ -135,7 +134,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     pools = {
         "prefill": {**pre, "tpot_ms": np.full(np.shape(prefill_s), np.nan), "requests_s": pre_rate,
                     "throughput_tokens_s": pre_rate * isl, "utilisation": utilisation},
-        "decode": {**dec, "ttft_ms": np.full(np.shape(tpot_s), np.nan), "requests_s": dec_rate,
+        "decode": {**dec, "ttft_ms": np.full(np.shape(tpot_s), np.nan), "requests_s": rate,
                    "throughput_tokens_s": decoding * 1e3 / tpot_ms, "utilisation": decoding / in_flight},
     }
     for name, figures in pools.items():

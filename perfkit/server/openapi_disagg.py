@@ -41,8 +41,9 @@ def response_schema() -> dict:
     return _obj({
         "limiting_pool": {"type": "string", "enum": list(POOLS)},
         "kv_transfer_ms": number, "kv_transfer_scaleout_share": {"type": "number", "minimum": 0, "maximum": 1},
-        "prefill_wait_ms": number, **{name: pool for name in POOL_NAMES},
-    }, ("limiting_pool", "kv_transfer_ms", "kv_transfer_scaleout_share", "prefill_wait_ms", *POOL_NAMES),
+        "prefill_wait_ms": number, "decoding_sequences": number, **{name: pool for name in POOL_NAMES},
+    }, ("limiting_pool", "kv_transfer_ms", "kv_transfer_scaleout_share", "prefill_wait_ms", "decoding_sequences",
+         *POOL_NAMES),
         description="with a disaggregated request: which pool limits the throughput, one request's KV-cache "
                     "transfer (ms) and the share of it over the scale-out network, the wait in the prefill pool, "
                     "and each pool's figures")
