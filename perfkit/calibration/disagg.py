@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: The fitted fields of a :class:`TransferProfile`, with their bounds.
 FITTED = {"kv_transfer_overhead_s": (0.0, 2.0), "kv_transfer_efficiency": (0.02, 1.0),
           "prefill_queue_scale": (0.0, 20.0), "prefill_pass_scale": (0.05, 20.0), "decode_step_scale": (0.05, 20.0)}
-START = {"kv_transfer_overhead_s": 0.01, "kv_transfer_efficiency": 0.3, "prefill_queue_scale": 1.0,
+START = {"kv_transfer_overhead_s": 0.01, "kv_transfer_efficiency": 0.5, "prefill_queue_scale": 1.0,
          "prefill_pass_scale": 1.0, "decode_step_scale": 1.0}
 
 
@@ -117,7 +117,7 @@ def fit_transfer(train: pd.DataFrame, hardware: dict | None = None, profiles: di
             return np.concatenate(out)
 
         lo, hi = zip(*FITTED.values())
-        fit = least_squares(residuals, list(START.values()), bounds=(lo, hi), loss="soft_l1", f_scale=0.3,
+        fit = least_squares(residuals, list(START.values()), bounds=(lo, hi), loss="cauchy", f_scale=0.25,
                             max_nfev=max_nfev, x_scale=[0.05, 0.2, 1.0, 1.0, 1.0])
         n = sum(len(s[4]) for s in selected)
         log.info("disagg %s: %d rows, %s", name, n, dict(zip(FITTED, np.round(fit.x, 5))))

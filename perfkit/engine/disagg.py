@@ -87,15 +87,11 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     prefill_s = transfer.prefill_pass_scale * pre["ttft_ms"] / 1e3
     pre_batch, in_flight = prefill_cfg["batch_size"], decode_cfg["batch_size"]
     pre_rate = pre_batch / prefill_s  # requests/s the prefill pool can serve
-    loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s + transfer_s,
-                        transfer.decode_step_scale)
-    tpot_s, rate, decoding = loop["tpot_s"], loop["rate"], loop["decoding"]
-    # the prefill pool limits when the loop runs at its capacity (its queue holds the requests the decode pool lacks)
-    limiting = (rate < pre_rate * (1 - 1e-9)).astype(np.int8)  # index into POOLS
+    loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s, transfer_s, transfer)
+    tpot_s, rate, decoding, wait = loop["tpot_s"], loop["rate"], loop["decoding"], loop["wait_s"]
+    dec_capacity = in_flight / (osl * loop["full_tpot_s"])  # requests/s with every slot decoding
+    limiting = (dec_capacity < pre_rate).astype(np.int8)  # index into POOLS; a tie goes to prefill
     utilisation = rate / pre_rate
-    cycle = prefill_s + transfer_s + osl * tpot_s  # a request's time through both pools, without waiting
-    piled = np.maximum(0.0, in_flight / rate - cycle)  # Little's law: the closed loop's queue before the prefill pool
-    wait = transfer.prefill_queue_scale * utilisation * prefill_s + piled
     ttft_s = profile.request_overhead_s + wait + prefill_s + transfer_s
     dec = {**dec, "tpot_ms": tpot_s * 1e3, "bottleneck": loop["bottleneck"]}
 
@@ -147,25 +143,55 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
 LOOP_ROUNDS = 10
 
 
-def _closed_loop(model, hw, profile, cfg, in_flight, pre_rate, upstream_s, step_scale) -> dict:
-    """The closed loop of ``in_flight`` requests through a prefill pool of ``pre_rate`` requests/s (taking
-    ``upstream_s`` per request with the hand-off) and the decode pool of ``cfg``: the rate ``X = min(pre_rate,
-    N / (upstream + osl x tpot(n)))`` and the sequences decoding at once ``n = X x osl x tpot(n)`` (Little's law),
-    ``tpot(n)`` the decode pool's static step at ``n`` sequences (times ``step_scale``). Solved by damped
-    fixed-point rounds."""
+def _closed_loop(model, hw, profile, cfg, in_flight, pre_rate, prefill_s, transfer_s, transfer) -> dict:
+    """The closed loop of ``N = in_flight`` requests through the prefill pool (``pre_rate`` requests/s, passes
+    of ``prefill_s``) and the decode pool of ``cfg``, in the mean (Little's law):
+
+    - a request's cycle is ``W + prefill_s + transfer_s + osl x tpot(n)`` and ``N = X x cycle`` at rate ``X``;
+    - ``W``, the wait in the prefill pool, is that of a queue of passes at utilisation ``rho = X / pre_rate``:
+      ``prefill_queue_scale x prefill_s x rho / (2 (1 - rho))`` (Pollaczek-Khinchine for a deterministic
+      service), so the loop's rate stays below the pool's capacity and, as ``N`` grows past it, the extra
+      requests wait in front of the prefill pool;
+    - ``n = X x osl x tpot(n)`` sequences decode at once, ``tpot(n)`` the decode pool's static step at ``n``
+      sequences times ``decode_step_scale``.
+
+    ``X`` solves the first two by bisection (the cycle grows with ``X``), ``n`` by damped fixed-point rounds."""
     osl = cfg["output_seq"]
-    decoding = np.asarray(in_flight, dtype=float)
+    in_flight = np.asarray(in_flight, dtype=float)
+    decoding = in_flight
+    q = transfer.prefill_queue_scale * prefill_s / 2.0
+    full = transfer.decode_step_scale * _decode_step(model, hw, profile, cfg, in_flight)["seconds"]
+    tpot = full
     for _ in range(LOOP_ROUNDS):
-        tpot = step_scale * _decode_step(model, hw, profile, cfg, decoding)["seconds"]
-        rate = np.minimum(pre_rate, in_flight / (upstream_s + osl * tpot))
+        rate = _loop_rate(in_flight, prefill_s + transfer_s + osl * tpot, pre_rate, q)
         target = np.clip(rate * osl * tpot, 1.0, in_flight)
         decoding = np.sqrt(decoding * target)
-    step = _decode_step(model, hw, profile, cfg, decoding)
-    tpot = step_scale * step["seconds"]
-    rate = np.minimum(pre_rate, in_flight / (upstream_s + osl * tpot))
+        step = _decode_step(model, hw, profile, cfg, decoding)
+        tpot = transfer.decode_step_scale * step["seconds"]
+    cycle = prefill_s + transfer_s + osl * tpot
+    rate = _loop_rate(in_flight, cycle, pre_rate, q)
     totals = [step["parts"][k] for k in ("compute", "memory", "communication")]
-    return {"tpot_s": tpot, "rate": rate, "decoding": decoding,
+    return {"tpot_s": tpot, "full_tpot_s": full, "rate": rate, "decoding": decoding,
+            "wait_s": np.maximum(in_flight / rate - cycle, 0.0),
             "bottleneck": system._largest(*totals, shape=np.shape(step["seconds"]))}
+
+
+#: Bisection rounds of the loop's rate (2^-50 of the bracket: below a double's resolution of the rate).
+RATE_ROUNDS = 50
+
+
+def _loop_rate(in_flight, cycle, capacity, q):
+    """The rate ``X`` of a closed loop of ``in_flight`` requests whose cycle is ``cycle + q rho / (1 - rho)``
+    at ``rho = X / capacity``: the root of ``X (cycle + wait(X)) = in_flight`` below both ``capacity`` and
+    ``in_flight / cycle`` (the left side grows with ``X``)."""
+    lo = np.zeros(np.broadcast(in_flight, cycle, capacity).shape)
+    hi = np.minimum(capacity, in_flight / cycle) + lo
+    for _ in range(RATE_ROUNDS):
+        x = (lo + hi) / 2.0
+        rho = x / capacity
+        over = x * (cycle + q * rho / (1.0 - rho)) > in_flight
+        lo, hi = np.where(over, lo, x), np.where(over, x, hi)
+    return (lo + hi) / 2.0
 
 
 def _decode_step(model, hw, profile, cfg, decoding) -> dict:
