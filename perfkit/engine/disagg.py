@@ -6,7 +6,8 @@ aggregated deployment: no second formula for a prefill, a decode step or memory.
 
 - *Placement.* The prefill pool takes chips ``[0, P)`` and the decode pool ``[P, P + D)`` of the hardware; a
   pool that does not fill a node shares it with the next.
-- *Prefill pool.* A static prefill pass of each replica's share of the pool's batch (``prefill_s``); it holds
+- *Prefill pool.* A static prefill pass of each replica's share of the pool's batch (``prefill_s``, times the
+  fitted ``prefill_pass_scale``: a prefill worker's pass against the aggregated engine's); it holds
   the prompts' KV cache only (``input_seq`` tokens each) until it is handed on. Its capacity is
   ``batch_size / prefill_s`` requests/s.
 - *KV transfer.* One request's prompt KV cache, in the KV dtype, goes from the prefill chips to the decode
@@ -16,17 +17,19 @@ aggregated deployment: no second formula for a prefill, a decode step or memory.
   (an NVLink server, an NVL72 rack) with the prefill pool, over the scale-out network otherwise; the time is
   the mean over the decode chips. The fitted :class:`TransferProfile` adds a per-request set-up cost and the
   share of the link's bandwidth a transfer reaches.
-- *Decode pool.* A static decode step of each replica's share of its batch at the mean context
-  (``tpot``): TPOT is the decode pool's alone. Its memory is sized for the decode step (weights, the KV
-  cache of ``input_seq + output_seq`` tokens per sequence, one decode step's activations). Its capacity is
-  ``batch_size / (output_seq x tpot)`` requests/s.
-- *Closed loop.* ``decode.batch_size`` requests are in flight (what a benchmark's concurrency sets). The
-  throughput is that of the slower pool (``limiting_pool``), ``output_seq x min(prefill capacity, decode
-  capacity)`` tokens/s. A request's TTFT is the profile's ``request_overhead_s`` + the wait in the prefill
-  pool + its prefill pass + the KV transfer. The wait has two parts: the pass in progress when it arrives,
-  ``prefill_queue_scale x utilisation x prefill_s`` (fitted), and, when the prefill pool is the slower one,
-  the queue the closed loop piles up in front of it (Little's law: ``requests / prefill capacity - cycle``,
-  the asymptotic bound of mean-value analysis).
+- *Decode pool.* A static decode step of each replica's share of the sequences decoding at the mean context
+  (times the fitted ``decode_step_scale``: a decode worker's step against the aggregated engine's, which
+  takes in what the data does not record, such as speculative decoding): TPOT is the decode pool's alone. Its memory is sized for the decode step (weights, the KV
+  cache of ``input_seq + output_seq`` tokens of every request in flight, one decode step's activations).
+- *Closed loop.* ``decode.batch_size`` requests are in flight (what a benchmark's concurrency sets) and cycle
+  through both pools at a rate ``X`` (:func:`_closed_loop`): each waits in front of the prefill pool (a queue
+  of passes at utilisation ``X / capacity``, Pollaczek-Khinchine, scaled by the fitted
+  ``prefill_queue_scale``), is prefilled, handed off and decoded; ``n = X x output_seq x tpot(n)`` of them
+  decode at once (Little's law), so the decode pool's step, TPOT, is priced at ``n`` sequences, not at the
+  whole batch, when the prefill pool holds the rest. A request's TTFT is the profile's
+  ``request_overhead_s`` + that wait + its prefill pass + the KV transfer. The throughput is ``output_seq x
+  X``; ``limiting_pool`` is the pool with the smaller capacity (the decode pool's with every request
+  decoding), and the response gives both pools' utilisation.
 
 ``evaluate_disaggregated`` returns the deployment's figures under the names of ``evaluate`` (num_chips and
 the memory totals over both pools, the fullest chip of either, TTFT/TPOT as above) plus ``prefill.<figure>``
@@ -94,6 +97,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     utilisation = rate / pre_rate
     ttft_s = profile.request_overhead_s + wait + prefill_s + transfer_s
     dec = {**dec, "tpot_ms": tpot_s * 1e3, "bottleneck": loop["bottleneck"]}
+    pre = {**pre, "ttft_ms": prefill_s * 1e3}
 
     code = pre["code"] | dec["code"]
     if hw.scaleout_bytes_per_s is None:  # the hand-off has to leave a node: only a scale-out network can carry it
