@@ -131,7 +131,8 @@ def test_a_slow_prefill_pool_limits_and_queues():
     r = perfkit.system_metrics(disagg(pre=(1, 1, 1), dec=(1, 256, 4), isl=8192, osl=128))
     d = r["disaggregated"]
     assert d["limiting_pool"] == "prefill"
-    assert d["prefill"]["utilisation"] > 0.99  # the queue holds the rest: the pool never idles
+    assert d["prefill"]["utilisation"] > 0.85  # the queue in front of it holds the rest: it seldom idles
+    assert d["decoding_sequences"] < 0.1 * 256  # and few requests reach the decode pool at once
     assert r["ttft_ms"] > 10 * d["prefill"]["ttft_ms"]
     more = perfkit.system_metrics(disagg(pre=(4, 4, 1), dec=(1, 256, 4), isl=8192, osl=128))
     assert more["ttft_ms"] < r["ttft_ms"] and more["throughput_tokens_s"] > r["throughput_tokens_s"]
