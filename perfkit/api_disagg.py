@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import catalog
-from .engine import layout
+from .engine import layout, load
 from .engine.disagg import POOL_FIGURES, POOLS, evaluate_disaggregated
 from .errors import PerfkitError
 from .inputs import to_arrays
@@ -52,6 +52,8 @@ def system_metrics(request: dict) -> dict:
     pre_flat, dec_flat, model, hw, out = evaluate_request(request)
     caveats = [_fit_note(name, hw, out) for name in POOL_NAMES if not out[f"{name}.fits_on_hardware"]]
     caveats += notes(model, hw, {**dec_flat, "replicas": 1})
+    if out.get("load_saturated"):
+        caveats.append(load.saturation_note({**dec_flat, **out}))
     row = {**out, "batch_size": dec_flat["batch_size"], "output_seq": dec_flat["output_seq"]}
     body = system_response(row, caveats, uncertainty=dec_flat["uncertainty"])
     body["throughput_tokens_s"] = rounded(out["throughput_tokens_s"])  # the slower pool's, not the decode batch's

@@ -220,3 +220,28 @@ def test_a_transfer_path_the_hardware_lacks_is_a_400(no_scaleout, client):
     assert info.value.field == "disaggregated"
     r = client.post("/config/system-metrics", json=body)
     assert r.status_code == 400 and r.json["field"] == "disaggregated"
+
+
+def test_open_loop_load_fills_both_pools():
+    """Poisson arrivals: each pool's utilisation grows with the rate, the deployment saturates at the smaller
+    pool's capacity, and TTFT/TPOT percentiles are ordered."""
+    low, high = (perfkit.system_metrics(disagg(serving_mode="continuous", arrival_rate_qps=rate))
+                 for rate in (1.0, 8.0))
+    for r in (low, high):
+        load = r["load"]
+        assert load["ttft_ms_p50"] <= load["ttft_ms_p90"] <= load["ttft_ms_p99"]
+        assert load["tpot_ms_p50"] <= load["tpot_ms_p99"]
+        assert not load["saturated"]
+    for pool in ("prefill", "decode"):
+        assert high["disaggregated"][pool]["utilisation"] > low["disaggregated"][pool]["utilisation"]
+    assert high["load"]["ttft_ms_p99"] > low["load"]["ttft_ms_p99"]
+    capacity = low["load"]["capacity_qps"]
+    assert capacity <= low["disaggregated"]["prefill"]["requests_s"] * (1 + 1e-9)
+    over = perfkit.system_metrics(disagg(serving_mode="continuous", arrival_rate_qps=2 * capacity))
+    assert over["load"]["saturated"] and over["load"]["ttft_ms_p99"] is None
+    assert any(n.startswith("saturated") for n in over["system"]["notes"])
+
+
+def test_arrival_rate_needs_continuous_serving():
+    with pytest.raises(PerfkitError, match="arrival_rate_qps needs serving_mode 'continuous'"):
+        perfkit.system_metrics(disagg(arrival_rate_qps=1.0))

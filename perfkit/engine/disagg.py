@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..specs import HardwareSpec, ModelSpec, ServingProfile
-from . import layout, system
+from . import layout, load, price, system
 from .costs import Pass
 from .timing import handoff_seconds
 
@@ -76,8 +76,8 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     two pools, each with its own ``batch_size``, ``replicas`` and layers and the same ``input_seq``,
     ``output_seq`` and ``kv_dtype``."""
     isl, osl = decode_cfg["input_seq"], decode_cfg["output_seq"]
-    pre_cfg = {**prefill_cfg, "serving_mode": np.int64(system.STATIC), "output_seq": np.zeros_like(osl)}
-    dec_cfg = layout.with_spans({**decode_cfg, "serving_mode": np.int64(system.STATIC)})
+    pre_cfg = {**_pool(prefill_cfg), "output_seq": np.zeros_like(osl)}
+    dec_cfg = layout.with_spans(_pool(decode_cfg))
     pre = system.evaluate(model, hw, pre_cfg, profile)  # output_seq 0: the pool holds the prompts' KV only
     dec = system.evaluate(model, hw, dec_cfg, profile)
     dec = {**dec, **_decode_memory(model, hw, profile, dec_cfg)}
@@ -140,7 +140,87 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     for name, figures in pools.items():
         for key in POOL_FIGURES:
             out[f"{name}.{key}"] = figures[key]
+    if "arrival_rate_qps" in decode_cfg:  # an open-loop load (validated to come with continuous batching)
+        loaded = open_loop(model, hw, profile, transfer, {**dec_cfg, **_load_fields(decode_cfg)}, dec["slots"],
+                           prefill_s, pre_rate, transfer_s)
+        out.update(loaded)
+        out["prefill.utilisation"] = loaded["load_prefill_utilisation"]
+        out["decode.utilisation"] = loaded["load_decode_utilisation"]
+    served = out["load_output_tokens_s"] if "load_output_tokens_s" in out else out["throughput_tokens_s"]
+    out.update(price.per_output_token(hw, chips, served, decode_cfg.get("price_per_chip_hour")))
     return out
+
+
+def open_loop(model, hw, profile, transfer: TransferProfile, cfg, slots, prefill_s, pre_rate, transfer_s) -> dict:
+    """The ``load_*`` figures of Poisson arrivals at ``arrival_rate_qps`` (over the deployment).
+
+    - The prefill pool is a queue of passes at utilisation ``rho = rate / capacity``: the mean wait
+      ``prefill_queue_scale x prefill_s x rho / (2 (1 - rho))`` (as in the closed loop), with an exponential
+      tail, ``P(W > t) = rho exp(-t rho / mean)``, for its quantiles.
+    - The decode pool is :func:`perfkit.engine.load.open_loop` of its replicas, with no prompt tokens in its
+      steps (the prompts arrive prefilled): its TPOT percentiles, and its wait for a KV slot and the step in
+      flight, which adds to the TTFT (quantiles added: an upper bound, the two waits rarely peak together).
+    - The capacity is the smaller pool's; ``bound`` says which (``prefill``, or the decode pool's ``decode`` /
+      ``kv_cache``); ``load_prefill_utilisation`` / ``load_decode_utilisation`` are each pool's share used.
+    """
+    rate = np.asarray(cfg["arrival_rate_qps"], dtype=float)
+    isl, osl = cfg["input_seq"], cfg["output_seq"]
+    replicas = layout.replicas(cfg)
+    batch = np.ceil(cfg["batch_size"] / replicas)
+    cap = np.minimum(batch, np.ceil(slots / replicas)) if slots is not None else batch
+
+    def decode(n):
+        return transfer.decode_step_scale * _decode_step(model, hw, profile, cfg, n * replicas)["seconds"]
+
+    prices = load.StepPrices(decode=decode, prompt_token_s=np.zeros_like(prefill_s), chunk_tokens=1e18,
+                             running_cap=cap, request_overhead_s=0.0)
+    dec = load.open_loop(prices, rate, isl, osl, cfg.get("input_seq_cv", 0.0), cfg.get("output_seq_cv", 0.0),
+                         replicas)
+    rho = rate / pre_rate
+    ok = rho < 1.0
+    rho_c = np.minimum(rho, 1.0 - 1e-9)
+    wait = transfer.prefill_queue_scale * prefill_s * rho_c / (2.0 * (1.0 - rho_c))
+    theta = wait / np.maximum(rho_c, 1e-300)
+    base = (profile.request_overhead_s + prefill_s + transfer_s) * 1e3
+    out = dict(dec)
+    out["load_ttft_ms_mean"] = base + wait * 1e3 + dec["load_ttft_ms_mean"]
+    for p in (50, 90, 99):
+        tail = 1.0 - p / 100.0
+        quantile = np.where(rho_c > tail, theta * np.log(np.maximum(rho_c, 1e-300) / tail), 0.0)
+        out[f"load_ttft_ms_p{p}"] = base + quantile * 1e3 + dec[f"load_ttft_ms_p{p}"]
+    out["load_e2e_ms_mean"] = dec["load_e2e_ms_mean"] + base + wait * 1e3
+    out["load_e2e_ms_p99"] = dec["load_e2e_ms_p99"] + base + quantile * 1e3
+    capacity = np.minimum(pre_rate, dec["load_capacity_qps"])
+    saturated = dec["load_saturated"] | ~ok
+    inf = np.where(saturated, np.inf, 1.0)
+    for k in ("load_ttft_ms_mean", "load_ttft_ms_p50", "load_ttft_ms_p90", "load_ttft_ms_p99", "load_e2e_ms_mean",
+              "load_e2e_ms_p99"):
+        out[k] = out[k] * inf
+    achieved = np.minimum(rate, capacity)
+    out.update({
+        "load_achieved_requests_s": achieved,
+        "load_output_tokens_s": achieved * osl,
+        "load_utilisation": rate / capacity,
+        "load_capacity_qps": capacity,
+        "load_bound": np.where(pre_rate < dec["load_capacity_qps"], "prefill", dec["load_bound"]),
+        "load_saturated": saturated,
+        "load_prefill_utilisation": np.minimum(rho, 1.0),
+        "load_decode_utilisation": np.minimum(rate / dec["load_capacity_qps"], 1.0),
+    })
+    return out
+
+
+#: Request fields of the whole deployment (its open-loop load and price), kept out of each pool's evaluation.
+DEPLOYMENT_FIELDS = ("arrival_rate_qps", "input_seq_cv", "output_seq_cv", "price_per_chip_hour")
+
+
+def _pool(cfg) -> dict:
+    """One pool's configuration for :func:`system.evaluate`: static, without the deployment's load and price."""
+    return {**{k: v for k, v in cfg.items() if k not in DEPLOYMENT_FIELDS}, "serving_mode": np.int64(system.STATIC)}
+
+
+def _load_fields(cfg) -> dict:
+    return {k: cfg[k] for k in DEPLOYMENT_FIELDS if k in cfg}
 
 
 #: Fixed-point rounds of the closed loop (geometric damping: the decoding count settles within 1e-3 in ~8).
@@ -218,7 +298,9 @@ def _decode_memory(model, hw, profile, cfg) -> dict:
     per_chip = mem["chip_weights"] + mem["chip_kv"] + mem["chip_activations"]
     return {"weight_memory_gb": mem["weights"] / 1e9, "activation_memory_gb": mem["activations"] / 1e9,
             "kv_cache_gb": mem["kv"] / 1e9, "memory_per_chip_gb": per_chip / 1e9,
-            "fits_on_hardware": per_chip <= hw.memory_bytes}
+            "fits_on_hardware": per_chip <= hw.memory_bytes,
+            # sequences whose KV cache fits at once (system._running): the open-loop load's KV slots
+            "slots": system._running(hw, profile, cfg, batch, mem) * replicas}
 
 
 def kv_bytes_per_chip(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, decode_cfg) -> np.ndarray:
