@@ -154,9 +154,10 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
 def open_loop(model, hw, profile, transfer: TransferProfile, cfg, slots, prefill_s, pre_rate, transfer_s) -> dict:
     """The ``load_*`` figures of Poisson arrivals at ``arrival_rate_qps`` (over the deployment).
 
-    - The prefill pool is a queue of passes at utilisation ``rho = rate / capacity``: the mean wait
-      ``prefill_queue_scale x prefill_s x rho / (2 (1 - rho))`` (as in the closed loop), with an exponential
-      tail, ``P(W > t) = rho exp(-t rho / mean)``, for its quantiles.
+    - The prefill pool is a queue of passes at utilisation ``rho = rate / capacity``: the Pollaczek-Khinchine
+      mean wait of a deterministic service, ``prefill_s x rho / (2 (1 - rho))``, with an exponential tail,
+      ``P(W > t) = rho exp(-t rho / mean)``, for its quantiles. The fitted ``prefill_queue_scale`` is left out:
+      like the agg profile's ``ramp`` it describes the bursts of closed-loop benchmarks, not Poisson arrivals.
     - The decode pool is :func:`perfkit.engine.load.open_loop` of its replicas, with no prompt tokens in its
       steps (the prompts arrive prefilled): its TPOT percentiles, and its wait for a KV slot and the step in
       flight, which adds to the TTFT (quantiles added: an upper bound, the two waits rarely peak together).
@@ -179,7 +180,7 @@ def open_loop(model, hw, profile, transfer: TransferProfile, cfg, slots, prefill
     rho = rate / pre_rate
     ok = rho < 1.0
     rho_c = np.minimum(rho, 1.0 - 1e-9)
-    wait = transfer.prefill_queue_scale * prefill_s * rho_c / (2.0 * (1.0 - rho_c))
+    wait = prefill_s * rho_c / (2.0 * (1.0 - rho_c))
     theta = wait / np.maximum(rho_c, 1e-300)
     base = (profile.request_overhead_s + prefill_s + transfer_s) * 1e3
     out = dict(dec)
