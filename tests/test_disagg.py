@@ -245,3 +245,32 @@ def test_open_loop_load_fills_both_pools():
 def test_arrival_rate_needs_continuous_serving():
     with pytest.raises(PerfkitError, match="arrival_rate_qps needs serving_mode 'continuous'"):
         perfkit.system_metrics(disagg(arrival_rate_qps=1.0))
+
+
+def test_a_sweep_row_is_the_single_answer():
+    """A disaggregated sweep over axes inside the pools: each row equals perfkit.system_metrics of its request
+    (DESIGN: a single request is a sweep of one)."""
+    from perfkit.sweeps.disagg import requests
+
+    grid = disagg(pre=(1, 1, 1), dec=(1, 64, 2))
+    grid["disaggregated"]["prefill"]["replicas"] = [1, 2]
+    grid["disaggregated"]["decode"]["batch_size"] = [16, 256]
+    grid["disaggregated"]["decode"]["layers"]["attention"]["tensor_parallel"] = [2, 3]  # 3 cannot split 32 heads
+    df = perfkit.sweep(grid)
+    assert len(df) == 8 and df.attrs["axes"] == [
+        "disaggregated.prefill.replicas", "disaggregated.decode.batch_size",
+        "disaggregated.decode.layers.attention.tensor_parallel"]
+    bodies, _, _ = requests(grid)
+    for i, body in enumerate(bodies):
+        row = df.iloc[i]
+        if body["disaggregated"]["decode"]["layers"]["attention"]["tensor_parallel"] == 3:
+            assert not row["valid"] and "does not split" in row["reason"]
+            continue
+        answer = perfkit.system_metrics(body)
+        assert row["valid"]
+        assert answer["ttft_ms"] == pytest.approx(row["ttft_ms"], rel=1e-12)
+        assert answer["tpot_ms"] == pytest.approx(row["tpot_ms"], rel=1e-12)
+        assert answer["system"]["num_chips"] == row["num_chips"]
+        assert answer["disaggregated"]["limiting_pool"] == row["limiting_pool"]
+        assert answer["disaggregated"]["decode"]["memory_per_chip_gb"] == pytest.approx(
+            row["decode.memory_per_chip_gb"], rel=1e-12)
