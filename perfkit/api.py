@@ -68,6 +68,10 @@ DEPLOYMENT = {
     "replicas": "whole copies of the layout: chips = replicas x the layout's chips; batch_size is the whole "
                 "deployment's sequences, split evenly over the replicas; throughput and memory totals are "
                 "summed over replicas, latency is that of one replica",
+    "disaggregated": "separate prefill and decode pools on consecutive chips, each its own layers, replicas and "
+                     "batch_size (then no top-level layers, batch_size, replicas or pipeline_parallel): TTFT through "
+                     "the prefill pool and the KV-cache transfer, TPOT from the decode pool, throughput of the "
+                     "slower pool (README, 'Disaggregated serving')",
 }
 
 
