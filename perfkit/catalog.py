@@ -23,7 +23,7 @@ import yaml
 
 from .catalog_checks import check_hardware, check_model, check_model_config, check_number, check_profile
 from .errors import CatalogError, NotFoundError, PerfkitError, SpecError, choices_text
-from .specs import HardwareSpec, ModelSpec, ServingProfile, _check_keys
+from .specs import HardwareSpec, ModelSpec, ServingProfile, TransferProfile, _check_keys
 
 log = logging.getLogger(__name__)
 
@@ -442,8 +442,6 @@ def transfer_profile(name: str = "generic"):
 
 @cache
 def _transfer_profile(name: str):
-    from .engine.disagg import TransferProfile
-
     origin = f"disaggregated-serving profile {name!r}"
     roots = [_serving_root() / "disagg", Path(__file__).resolve().parent / "serving" / "disagg"]
     path = next((r / f"{n}.yaml" for n in (name, "generic") for r in roots if (r / f"{n}.yaml").is_file()), None)

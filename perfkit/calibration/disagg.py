@@ -24,7 +24,8 @@ from scipy.optimize import least_squares
 
 from .. import catalog
 from ..engine import layout
-from ..engine.disagg import TransferProfile, evaluate_disaggregated
+from ..engine.disagg import evaluate_disaggregated
+from ..specs import TransferProfile
 from ..inputs import to_arrays
 from .predict import profile_name, side_flat
 

@@ -39,11 +39,9 @@ node of hardware without a scale-out network, :data:`layout.MAX_CHIPS` past the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..specs import HardwareSpec, ModelSpec, ServingProfile
+from ..specs import HardwareSpec, ModelSpec, ServingProfile, TransferProfile
 from . import layout, load, price, system
 from .costs import Pass
 from .timing import handoff_seconds
@@ -53,20 +51,6 @@ POOLS = np.array(["prefill", "decode"])
 POOL_FIGURES = ("num_chips", "ttft_ms", "tpot_ms", "throughput_tokens_s", "requests_s", "utilisation",
                 "memory_per_chip_gb", "weight_memory_gb", "activation_memory_gb", "kv_cache_gb", "fits_on_hardware",
                 "bottleneck", "code")
-
-
-@dataclass(frozen=True)
-class TransferProfile:
-    """What a disaggregated deployment of one serving engine adds to the two pools (fitted by
-    :func:`perfkit.calibration.disagg.fit_transfer` on the ``mode=disagg`` points, the agg profile frozen)."""
-
-    name: str
-    kv_transfer_overhead_s: float  # per request: connector handshake, block tables, scheduling on both sides
-    kv_transfer_efficiency: float  # share of the link's bandwidth a KV transfer reaches
-    prefill_queue_scale: float  # share of the running prefill pass a request arriving at the pool waits for
-    prefill_pass_scale: float  # a prefill worker's pass over the aggregated engine's (max-token limits, no overlap)
-    decode_step_scale: float  # a decode worker's step over the aggregated engine's (speculative decoding, kernels)
-    source: str
 
 
 def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, decode_cfg, profile: ServingProfile,
