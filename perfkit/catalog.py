@@ -451,13 +451,14 @@ def _transfer_profile(name: str):
         data = _read_yaml(_read_text(path, origin), origin)
         if not isinstance(data, dict):
             raise SpecError(f"{origin}: expected a mapping of fields, got {type(data).__name__}")
-        scales = ("prefill_queue_scale", "prefill_pass_scale", "decode_step_scale")
+        scales = ("prefill_queue_scale", "prefill_pass_scale", "decode_step_scale", "prefill_max_tokens")
         _check_keys(data, {"name", "kv_transfer_overhead_s", "kv_transfer_efficiency", *scales, "source"}, origin)
         check_number(data["kv_transfer_overhead_s"], f"{origin}: kv_transfer_overhead_s", "ge0", high=10.0)
         check_number(data["kv_transfer_efficiency"], f"{origin}: kv_transfer_efficiency", "frac")
         check_number(data["prefill_queue_scale"], f"{origin}: prefill_queue_scale", "ge0", high=100.0)
-        for key in scales[1:]:
+        for key in scales[1:3]:
             check_number(data[key], f"{origin}: {key}", "range", 0.05, 20.0)
+        check_number(data["prefill_max_tokens"], f"{origin}: prefill_max_tokens", "range", 1.0, 1 << 24)
         return TransferProfile(name=str(data["name"]), source=str(data["source"]),
                                **{k: float(data[k]) for k in ("kv_transfer_overhead_s", "kv_transfer_efficiency",
                                                               *scales)})

@@ -400,4 +400,5 @@ class TransferProfile:
     prefill_queue_scale: float  # share of the running prefill pass a request arriving at the pool waits for
     prefill_pass_scale: float  # a prefill worker's pass over the aggregated engine's (max-token limits, no overlap)
     decode_step_scale: float  # a decode worker's step over the aggregated engine's (speculative decoding, kernels)
+    prefill_max_tokens: float  # prompt tokens a prefill worker packs into one pass when requests queue
     source: str

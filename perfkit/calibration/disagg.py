@@ -36,6 +36,10 @@ FITTED = {"kv_transfer_overhead_s": (0.0, 2.0), "kv_transfer_efficiency": (0.02,
           "prefill_queue_scale": (0.0, 20.0), "prefill_pass_scale": (0.05, 20.0), "decode_step_scale": (0.05, 20.0)}
 START = {"kv_transfer_overhead_s": 0.01, "kv_transfer_efficiency": 0.5, "prefill_queue_scale": 1.0,
          "prefill_pass_scale": 1.0, "decode_step_scale": 1.0}
+#: Prompt tokens a prefill worker packs into one pass when requests queue: not fitted (a step function of it
+#: has no gradient) but the engines' documented default token budget, 8192 (TensorRT-LLM ``max_num_tokens``,
+#: SGLang ``--chunked-prefill-size``, vLLM ``max_num_batched_tokens`` for its chunked prefill).
+PREFILL_MAX_TOKENS = 8192.0
 
 
 def pool_flats(rows: pd.DataFrame, model) -> tuple[dict, dict]:
@@ -107,7 +111,7 @@ def fit_transfer(train: pd.DataFrame, hardware: dict | None = None, profiles: di
 
     def solve(selected, name):
         def residuals(x):
-            transfer = TransferProfile(name, **dict(zip(FITTED, x)), source="")
+            transfer = TransferProfile(name, **dict(zip(FITTED, x)), prefill_max_tokens=PREFILL_MAX_TOKENS, source="")
             out = []
             for _, model, hw, profile, rows in selected:
                 fig = predict_rows(rows, model, hw, profile, transfer)
@@ -129,9 +133,11 @@ def fit_transfer(train: pd.DataFrame, hardware: dict | None = None, profiles: di
     for engine in engines:
         selected = [s for s in specs if s[0] == engine]
         values, n = solve(selected, engine) if sum(len(s[4]) for s in selected) >= 10 else (pooled, total)
-        out[engine] = TransferProfile(engine, source=f"fitted by `perfkit calibrate` on {n} disagg points", **values)
+        out[engine] = TransferProfile(engine, source=f"fitted by `perfkit calibrate` on {n} disagg points",
+                                      prefill_max_tokens=PREFILL_MAX_TOKENS, **values)
     out.setdefault("generic", TransferProfile("generic", source=f"fitted by `perfkit calibrate` on {total} disagg "
-                                              "points of every engine", **pooled))
+                                              "points of every engine", prefill_max_tokens=PREFILL_MAX_TOKENS,
+                                              **pooled))
     return out
 
 
@@ -150,4 +156,6 @@ def profile_text(profile: TransferProfile) -> str:
             "aggregated engine's\n"
             f"decode_step_scale: {profile.decode_step_scale:.6g}          # a decode worker's step over the "
             "aggregated engine's\n"
+            f"prefill_max_tokens: {profile.prefill_max_tokens:.6g}         # prompt tokens one prefill pass packs "
+            "when requests queue (the engines' default budget; not fitted)\n"
             f'source: "{profile.source}"\n')

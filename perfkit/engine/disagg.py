@@ -8,8 +8,9 @@ aggregated deployment: no second formula for a prefill, a decode step or memory.
   pool that does not fill a node shares it with the next.
 - *Prefill pool.* A static prefill pass of each replica's share of the pool's batch (``prefill_s``, times the
   fitted ``prefill_pass_scale``: a prefill worker's pass against the aggregated engine's); it holds
-  the prompts' KV cache only (``input_seq`` tokens each) until it is handed on. Its capacity is
-  ``batch_size / prefill_s`` requests/s.
+  the prompts' KV cache only (``input_seq`` tokens each) until it is handed on. Its capacity is that of full
+  passes: each replica packs its share of the batch, or as many prompts as ``prefill_max_tokens`` (the
+  engines' token budget per pass) holds when requests queue, ``replicas x prompts / pass(prompts)``.
 - *KV transfer.* One request's prompt KV cache, in the KV dtype, goes from the prefill chips to the decode
   chips that will hold it; every decode chip receives its own shard at once over its own link (the bytes one
   decode chip caches for one sequence of ``input_seq`` tokens). It is a point-to-point send
@@ -73,7 +74,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
 
     prefill_s = transfer.prefill_pass_scale * pre["ttft_ms"] / 1e3
     pre_batch, in_flight = prefill_cfg["batch_size"], decode_cfg["batch_size"]
-    pre_rate = pre_batch / prefill_s  # requests/s the prefill pool can serve
+    pre_rate = _prefill_capacity(model, hw, profile, pre_cfg, transfer)  # requests/s the prefill pool serves
     loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s, transfer_s, transfer)
     tpot_s, rate, decoding, wait = loop["tpot_s"], loop["rate"], loop["decoding"], loop["wait_s"]
     dec_capacity = in_flight / (osl * loop["full_tpot_s"])  # requests/s with every slot decoding
@@ -210,6 +211,17 @@ def _load_fields(cfg) -> dict:
 
 #: Fixed-point rounds of the closed loop (geometric damping: the decoding count settles within 1e-3 in ~8).
 LOOP_ROUNDS = 10
+
+
+def _prefill_capacity(model, hw, profile, cfg, transfer):
+    """Requests/s of the prefill pool with full passes: each replica packs up to its share of the pool's batch,
+    or more prompts while they fit ``prefill_max_tokens`` (the engine's token budget per pass)."""
+    replicas, replica_chips = layout.replicas(cfg), layout.replica_chips(cfg)
+    isl = cfg["input_seq"]
+    most = np.maximum(np.ceil(cfg["batch_size"] / replicas), np.floor(transfer.prefill_max_tokens / isl))
+    full = system._pipelined(model, hw, profile, layout.with_spans(cfg), Pass(most, isl, isl, isl, prefill=True),
+                             replica_chips)["seconds"] * transfer.prefill_pass_scale
+    return replicas * most / full
 
 
 def _closed_loop(model, hw, profile, cfg, in_flight, pre_rate, prefill_s, transfer_s, transfer) -> dict:
