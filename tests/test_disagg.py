@@ -84,7 +84,7 @@ def test_each_pool_is_the_ordinary_layout():
 def test_kv_bytes_per_decode_chip():
     """One request's prompt KV cache, per decode chip: 2 (K, V) x 32 layers x 8 KV heads x 128 x 2 bytes
     (bf16) = 131,072 bytes per token for Llama-3.1-8B (config.json), split over the decode pool's TP."""
-    from perfkit.engine.disagg import kv_bytes_per_chip
+    from perfkit.engine.disagg import _kv_bytes_per_chip as kv_bytes_per_chip
     from perfkit.inputs import to_arrays
     from perfkit.inputs_disagg import disaggregated_config
 

@@ -73,7 +73,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     transfer_s, crossing = _transfer(model, hw, profile, transfer, dec_cfg, pre_chips, dec_chips)
 
     prefill_s = transfer.prefill_pass_scale * pre["ttft_ms"] / 1e3
-    pre_batch, in_flight = prefill_cfg["batch_size"], decode_cfg["batch_size"]
+    in_flight = decode_cfg["batch_size"]
     pre_rate = _prefill_capacity(model, hw, profile, pre_cfg, transfer)  # requests/s the prefill pool serves
     loop = _closed_loop(model, hw, profile, dec_cfg, in_flight, pre_rate, prefill_s, transfer_s, transfer)
     tpot_s, rate, decoding, wait = loop["tpot_s"], loop["rate"], loop["decoding"], loop["wait_s"]
@@ -126,7 +126,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
         for key in POOL_FIGURES:
             out[f"{name}.{key}"] = figures[key]
     if "arrival_rate_qps" in decode_cfg:  # an open-loop load (validated to come with continuous batching)
-        loaded = open_loop(model, hw, profile, transfer, {**dec_cfg, **_load_fields(decode_cfg)}, dec["slots"],
+        loaded = _open_loop(model, hw, profile, transfer, {**dec_cfg, **_load_fields(decode_cfg)}, dec["slots"],
                            prefill_s, pre_rate, transfer_s)
         out.update(loaded)
         out["prefill.utilisation"] = loaded["load_prefill_utilisation"]
@@ -136,7 +136,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     return out
 
 
-def open_loop(model, hw, profile, transfer: TransferProfile, cfg, slots, prefill_s, pre_rate, transfer_s) -> dict:
+def _open_loop(model, hw, profile, transfer: TransferProfile, cfg, slots, prefill_s, pre_rate, transfer_s) -> dict:
     """The ``load_*`` figures of Poisson arrivals at ``arrival_rate_qps`` (over the deployment).
 
     - The prefill pool is a queue of passes at utilisation ``rho = rate / capacity``: the Pollaczek-Khinchine
@@ -300,7 +300,7 @@ def _decode_memory(model, hw, profile, cfg) -> dict:
             "slots": system._running(hw, profile, cfg, batch, mem) * replicas}
 
 
-def kv_bytes_per_chip(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, decode_cfg) -> np.ndarray:
+def _kv_bytes_per_chip(model: ModelSpec, hw: HardwareSpec, profile: ServingProfile, decode_cfg) -> np.ndarray:
     """Bytes of one request's prompt KV cache (``input_seq`` tokens, every layer of one pipeline stage, in the
     KV dtype) that one decode chip receives: what it caches for one sequence."""
     cfg = layout.with_spans(decode_cfg)
@@ -317,7 +317,7 @@ def _transfer(model, hw, profile, transfer: TransferProfile, decode_cfg, pre_chi
     shared_end = -(-pre_chips // node) * node  # the last chip of the prefill pool's last node
     outside = np.clip(pre_chips + dec_chips - shared_end, 0, dec_chips)
     crossing = outside / dec_chips
-    nbytes = kv_bytes_per_chip(model, hw, profile, decode_cfg) / transfer.kv_transfer_efficiency
+    nbytes = _kv_bytes_per_chip(model, hw, profile, decode_cfg) / transfer.kv_transfer_efficiency
     inside = handoff_seconds(hw, nbytes, 1, 0)
     across = handoff_seconds(hw, nbytes, 1, 1) if hw.scaleout_bytes_per_s is not None else np.nan
     seconds = np.where(crossing > 0, crossing * across + (1 - crossing) * inside, inside)
