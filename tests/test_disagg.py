@@ -274,3 +274,21 @@ def test_a_sweep_row_is_the_single_answer():
         assert answer["disaggregated"]["limiting_pool"] == row["limiting_pool"]
         assert answer["disaggregated"]["decode"]["memory_per_chip_gb"] == pytest.approx(
             row["decode.memory_per_chip_gb"], rel=1e-12)
+
+
+def test_cli_metrics_takes_a_disaggregated_request(tmp_path, capsys):
+    """``perfkit metrics request.json`` answers a disaggregated request like the library; a bad one exits 2
+    with the message naming the field."""
+    import json
+
+    from perfkit.cli import main
+
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(disagg()))
+    assert main(["metrics", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == perfkit.system_metrics(disagg())
+    bad = disagg()
+    bad["batch_size"] = 4
+    path.write_text(json.dumps(bad))
+    assert main(["metrics", str(path)]) == 2
+    assert "batch_size describes one aggregated layout" in capsys.readouterr().err
