@@ -85,7 +85,7 @@ def _calibrate(args) -> int:
         profile = dataclasses.replace(profile, source=source, description=f"{profile.name}, fitted")
         print(f"wrote {write_profile(profile, serving_root)}")
     # disaggregated serving on top of the agg fit just made (frozen): perfkit.calibration.disagg
-    transfers = _write_transfers(train, result.hardware, result.profiles, serving_root, groups)
+    transfers = _write_transfers(train, result.hardware, result.profiles, serving_root, groups, args.max_evals)
     if args.report:
         frame = evaluate_accuracy(measured, result.hardware, result.profiles, groups, transfers)
         command = "perfkit calibrate " + ("--in-place " if args.in_place else "") + "--report " + args.report
@@ -94,13 +94,13 @@ def _calibrate(args) -> int:
     return 0
 
 
-def _write_transfers(train, hardware, profiles, serving_root, groups) -> dict:
+def _write_transfers(train, hardware, profiles, serving_root, groups, max_nfev: int = 60) -> dict:
     """Fit the disaggregated-serving profiles with ``hardware`` / ``profiles`` frozen and write them into
     ``serving_root/disagg``."""
     from .disagg import fit_transfer, profile_text
 
     held = ", ".join(f"{f}:{s}" for f, s in groups) or "none"
-    transfers = fit_transfer(train, hardware, profiles)
+    transfers = fit_transfer(train, hardware, profiles, max_nfev=max_nfev)
     folder = Path(serving_root) / "disagg"
     folder.mkdir(parents=True, exist_ok=True)
     for name, transfer in transfers.items():
@@ -128,7 +128,7 @@ def _disagg(args, measured, train, groups) -> int:
         for f in Path(serving_root).glob("*.yaml"):
             shutil.copy(f, out / "serving" / f.name)
         serving_root = out / "serving"
-    transfers = _write_transfers(train, None, None, serving_root, groups)
+    transfers = _write_transfers(train, None, None, serving_root, groups, args.max_evals)
     if args.report:
         frame = evaluate_accuracy(measured, groups=groups, transfers=transfers)
         command = "perfkit calibrate --disagg-only " + ("--in-place " if args.in_place else "") + "--report " + args.report
