@@ -42,6 +42,17 @@ def main() -> None:
         print(f"{model} on {chips} x {hw}: {layouts} layouts x {len(core.RATES)} rates "
               f"(+ {core.REFINED} x {core.FINE_RATES} refinements) in {seconds:.2f} s ({cpu:.2f} s CPU); "
               f"{len(p.layouts)} meet the SLOs")
+    from perfkit.planner import disagg
+
+    for model, hw, chips, isl, osl, ttft, tpot in CASES:
+        m, h = perfkit.catalog.model_spec(model), perfkit.catalog.hardware_spec(hw)
+        dtypes, kv_dtypes = core._dtypes(m, h, None, None)
+        n = len(disagg.candidates(m, h, chips, dtypes, kv_dtypes, core.RUNNING_CAPS))
+        t0, c0 = time.perf_counter(), time.process_time()
+        p = perfkit.plan(model, hw, chips, isl, osl, ttft_p99_ms=ttft, tpot_p99_ms=tpot, disaggregated=True)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"disaggregated {model} on {chips} x {hw}: {n} disaggregated layouts x {len(core.RATES)} rates "
+              f"in {seconds:.2f} s ({cpu:.2f} s CPU), aggregated included; {len(p.disaggregated)} meet the SLOs")
 
 
 if __name__ == "__main__":

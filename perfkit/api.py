@@ -11,6 +11,7 @@ from .engine import layout, load
 from .engine.system import BOTTLENECKS, evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
+from .inputs_disagg import is_disaggregated
 
 #: Significant digits of every float in a response: enough for the engine's full double precision to
 #: survive a round trip to 1e-15, few enough that JSON shows ``0.167247872`` rather than the last-bit noise
@@ -83,6 +84,10 @@ DEPLOYMENT = {
     "replicas": "whole copies of the layout: chips = replicas x the layout's chips; batch_size is the whole "
                 "deployment's sequences, split evenly over the replicas; throughput and memory totals are "
                 "summed over replicas, latency is that of one replica",
+    "disaggregated": "separate prefill and decode pools on consecutive chips, each its own layers, replicas and "
+                     "batch_size (then no top-level layers, batch_size, replicas or pipeline_parallel): TTFT through "
+                     "the prefill pool and the KV-cache transfer, TPOT from the decode pool, throughput of the "
+                     "slower pool (README, 'Disaggregated serving')",
 }
 
 
@@ -94,6 +99,10 @@ def system_metrics(request: dict) -> dict:
     >>> r["system"]["bottleneck"], r["system"]["fits_on_hardware"]
     ('memory', True)
     """
+    if is_disaggregated(request):  # two pools: perfkit/api_disagg.py
+        from . import api_disagg
+
+        return api_disagg.system_metrics(request)
     flat = system_config(request)
     model = catalog.model_spec(flat["model_id"])
     hw = catalog.hardware_spec(flat["hardware_config"])

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from .catalog_checks import check_hardware, check_model, check_model_config, check_profile
+from .catalog_checks import check_hardware, check_model, check_model_config, check_number, check_profile
 from .errors import CatalogError, NotFoundError, PerfkitError, SpecError, choices_text
-from .specs import HardwareSpec, ModelSpec, ServingProfile
+from .specs import HardwareSpec, ModelSpec, ServingProfile, TransferProfile, _check_keys
 
 log = logging.getLogger(__name__)
 
@@ -424,3 +424,43 @@ def catalog_problems() -> list[str]:
         except SpecError as exc:  # a missing catalog folder
             problems.append(exc.message)
     return problems
+
+
+# -- disaggregated-serving profiles (perfkit/serving/disagg/*.yaml) ---------------------------------------
+
+
+def transfer_profile(name: str = "generic"):
+    """The :class:`perfkit.engine.disagg.TransferProfile` of serving engine ``name``: ``disagg/<name>.yaml``
+    under the serving folder (a calibrated copy's, else the bundled one), ``generic`` for an engine without
+    one."""
+    serving_profile(name)  # an unknown engine is refused as serving_engine
+    found = _transfer_profile(name)
+    if isinstance(found, PerfkitError):
+        raise _fresh(found)
+    return found
+
+
+@cache
+def _transfer_profile(name: str):
+    origin = f"disaggregated-serving profile {name!r}"
+    roots = [_serving_root() / "disagg", Path(__file__).resolve().parent / "serving" / "disagg"]
+    path = next((r / f"{n}.yaml" for n in (name, "generic") for r in roots if (r / f"{n}.yaml").is_file()), None)
+    try:
+        if path is None:
+            raise SpecError(f"{origin}: no disagg/{name}.yaml or disagg/generic.yaml in the serving folder")
+        data = _read_yaml(_read_text(path, origin), origin)
+        if not isinstance(data, dict):
+            raise SpecError(f"{origin}: expected a mapping of fields, got {type(data).__name__}")
+        scales = ("prefill_queue_scale", "prefill_pass_scale", "decode_step_scale", "prefill_max_tokens")
+        _check_keys(data, {"name", "kv_transfer_overhead_s", "kv_transfer_efficiency", *scales, "source"}, origin)
+        check_number(data["kv_transfer_overhead_s"], f"{origin}: kv_transfer_overhead_s", "ge0", high=10.0)
+        check_number(data["kv_transfer_efficiency"], f"{origin}: kv_transfer_efficiency", "frac")
+        check_number(data["prefill_queue_scale"], f"{origin}: prefill_queue_scale", "ge0", high=100.0)
+        for key in scales[1:3]:
+            check_number(data[key], f"{origin}: {key}", "range", 0.05, 20.0)
+        check_number(data["prefill_max_tokens"], f"{origin}: prefill_max_tokens", "range", 1.0, 1 << 24)
+        return TransferProfile(name=str(data["name"]), source=str(data["source"]),
+                               **{k: float(data[k]) for k in ("kv_transfer_overhead_s", "kv_transfer_efficiency",
+                                                              *scales)})
+    except SpecError as exc:
+        return CatalogError(exc.message, field=exc.field)

@@ -61,3 +61,22 @@ SWEEP_GRID = {
     "layers": {"all": {"tensor_parallel": [1, 2, 4, 8], "dtype": ["bf16", "fp8"]}},
 }
 SWEEP_TITLE = "Llama-3.1-70B on H100, H200 and B200 servers"
+
+#: A disaggregated configuration (README, "Disaggregated serving"): Llama-3.1-8B on one H100 server, two
+#: single-GPU prefill replicas and a TP-2 decode pool of 64 requests in flight.
+DISAGGREGATED = {
+    "model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx", "input_seq": 2048,
+    "output_seq": 256,
+    "disaggregated": {
+        "prefill": {"replicas": 2, "batch_size": 2, "layers": {"attention": {"tensor_parallel": 1}}},
+        "decode": {"replicas": 1, "batch_size": 64,
+                   "layers": {t: {"tensor_parallel": 2} for t in ("attention", "feedforward", "embedding")}},
+    },
+}
+#: The same four GPUs aggregated (two TP-2 replicas of the same 64 requests) against disaggregated.
+AGG_VS_DISAGG = {
+    "aggregated": {"model_id": "meta-llama/Llama-3.1-8B", "hardware_config": "nvidia_h100_hgx", "batch_size": 64,
+                   "input_seq": 2048, "output_seq": 256, "replicas": 2,
+                   "layers": {t: {"tensor_parallel": 2} for t in ("attention", "feedforward", "embedding")}},
+    "disaggregated": DISAGGREGATED,
+}

@@ -465,3 +465,19 @@ def _window_fractions(config: Mapping, layers: int) -> tuple[tuple[float, int], 
         sliding = sum(1 for t in types if t == "sliding_attention")
         return tuple((n / layers, w) for n, w in ((layers - sliding, 0), (sliding, int(window))) if n)
     return ((1.0, int(window)),)
+
+
+@dataclass(frozen=True)
+class TransferProfile:
+    """What a disaggregated deployment of one serving engine adds to the two pools
+    (:mod:`perfkit.engine.disagg`; ``perfkit/serving/disagg/<engine>.yaml``, fitted by
+    :func:`perfkit.calibration.disagg.fit_transfer` on the ``mode=disagg`` points with the agg profile frozen)."""
+
+    name: str
+    kv_transfer_overhead_s: float  # per request: connector handshake, block tables, scheduling on both sides
+    kv_transfer_efficiency: float  # share of the link's bandwidth a KV transfer reaches
+    prefill_queue_scale: float  # share of the running prefill pass a request arriving at the pool waits for
+    prefill_pass_scale: float  # a prefill worker's pass over the aggregated engine's (max-token limits, no overlap)
+    decode_step_scale: float  # a decode worker's step over the aggregated engine's (speculative decoding, kernels)
+    prefill_max_tokens: float  # prompt tokens a prefill worker packs into one pass when requests queue
+    source: str

@@ -238,3 +238,31 @@ def test_calibrate_cli_writes_loadable_parameters(tmp_path, monkeypatch, measure
         monkeypatch.undo()
         for c in caches:
             c.cache_clear()
+
+
+def test_calibrate_disagg_only_writes_loadable_transfer_profiles(tmp_path, monkeypatch):
+    """`perfkit calibrate --disagg-only --out-dir` fits the disaggregated-serving profiles on disagg rows
+    with recorded pools (the agg parameters as shipped) and writes files that load."""
+    from perfkit.cli import main
+
+    csv = tmp_path / "points.csv"
+    raw = __import__("pandas").read_csv(measurements.default_csv())
+    rows = raw[(raw["mode"] == "disagg") & raw["system"].eq("gb200") & raw["backend"].eq("sglang")
+               & raw["decode_num_workers"].notna()].head(24)
+    rows.to_csv(csv, index=False)
+    out = tmp_path / "calibrated"
+    assert main(["calibrate", "--disagg-only", "--csv", str(csv), "--holdout", "", "--out-dir", str(out),
+                 "--max-evals", "3"]) == 0
+    assert (out / "serving" / "disagg" / "sglang.yaml").is_file()
+    monkeypatch.setenv("PERFKIT_SERVING_DIR", str(out / "serving"))
+    caches = [catalog._serving_root, catalog._profile_files, catalog._serving_profile, catalog._transfer_profile]
+    for c in caches:
+        c.cache_clear()
+    try:
+        fitted = catalog.transfer_profile("sglang")
+        assert "fitted by `perfkit calibrate` on 24 disagg points" in fitted.source
+        assert 0 < fitted.kv_transfer_efficiency <= 1 and fitted.prefill_max_tokens == 8192
+    finally:
+        monkeypatch.undo()
+        for c in caches:
+            c.cache_clear()

@@ -213,3 +213,30 @@ def test_moe_plan_searches_attention_data_parallel_and_keeps_native_fp8():
 def test_pareto_front_reaches_the_best_layout(llama_plan):
     # the layout with the most throughput per chip is on the front (its refined best rate included)
     assert llama_plan.pareto["tokens_s_per_chip"].max() == pytest.approx(llama_plan.layouts["tokens_s_per_chip"].max())
+
+
+def test_disaggregated_plan_compares_the_best_of_both():
+    """plan(..., disaggregated=True) searches P:D splits of the chips: every disaggregated layout uses them all,
+    meets both SLOs, and the comparison holds the best of each kind."""
+    p = perfkit.plan("meta-llama/Llama-3.1-8B", "nvidia_h100_hgx", 4, 1024, 128, ttft_p99_ms=2000, tpot_p99_ms=50,
+                     running_caps=(32, 128), disaggregated=True)
+    d = p.disaggregated
+    assert not d.empty
+    assert ((d["prefill_chips"] + d["decode_chips"]) == 4).all() and (d["num_chips"] == 4).all()
+    assert (d["load_ttft_ms_p99"] <= 2000).all() and (d["load_tpot_ms_p99"] <= 50).all()
+    assert list(p.comparison.index) == ["aggregated", "disaggregated"]
+    assert p.comparison.loc["disaggregated", "requests_s_per_chip"] == d["requests_s_per_chip"].max()
+    assert p.comparison.loc["aggregated", "requests_s_per_chip"] == p.layouts["requests_s_per_chip"].max()
+    # the best disaggregated row is what the API answers for its request
+    from perfkit.planner import disagg
+
+    body = disagg.request(d.iloc[0], p.slo["base"])
+    answer = perfkit.system_metrics(body)
+    assert answer["load"]["ttft_ms_p99"] == pytest.approx(d.iloc[0]["load_ttft_ms_p99"], rel=1e-9)
+    assert answer["system"]["num_chips"] == 4
+
+
+def test_plan_without_disaggregated_keeps_its_shape():
+    p = perfkit.plan("meta-llama/Llama-3.1-8B", "nvidia_h100_hgx", 2, 1024, 128, ttft_p99_ms=2000, tpot_p99_ms=50,
+                     running_caps=(32,))
+    assert p.disaggregated is None and p.comparison is None

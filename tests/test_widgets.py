@@ -467,3 +467,22 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_comparison_panel_sets_aggregated_against_disaggregated():
+    """Issue 15: an aggregated and a disaggregated configuration side by side; the disaggregated one is edited
+    through one form per pool, and a decode pool on another model is the API's 400, shown as an error."""
+    from perfkit.examples import AGG_VS_DISAGG
+    from perfkit.widgets.compare import ComparisonPanel
+
+    panel = ComparisonPanel(AGG_VS_DISAGG, charts=False)
+    assert list(panel.frame.index) == ["aggregated", "disaggregated"]
+    assert panel.frame.loc["disaggregated", "num_chips"] == panel.frame.loc["aggregated", "num_chips"] == 4
+    assert panel.responses["disaggregated"] == perfkit.system_metrics(AGG_VS_DISAGG["disaggregated"])
+    form = panel.forms[1]
+    form.forms["decode"].degrees["attention"]["tensor_parallel"].value = 4
+    form.forms["decode"].degrees["feedforward"]["tensor_parallel"].value = 4
+    form.forms["decode"].degrees["embedding"]["tensor_parallel"].value = 4
+    assert panel.frame.loc["disaggregated", "num_chips"] == 2 + 4
+    form.forms["decode"].model.value = "meta-llama/Llama-3.1-70B"
+    assert "disaggregated.decode.model_id" in panel.errors["disaggregated"]

@@ -29,6 +29,9 @@ def register(sub) -> None:
                    help="update the hardware and serving files of this perfkit checkout instead (maintainers)")
     p.add_argument("--max-evals", type=int, default=100, help="least-squares function evaluations (default 100)")
     p.add_argument("--report", default=None, help="also write the accuracy report (markdown) to this path")
+    p.add_argument("--disagg-only", action="store_true",
+                   help="fit only the disaggregated-serving profiles (serving/disagg/*.yaml) on the mode=disagg "
+                        "points, with the shipped hardware and serving profiles frozen")
     p.add_argument("--collectives", metavar="DIR", default=None,
                    help="instead of the serving fit, fit the collectives block of every system folder of DIR "
                         "(nccl_perf / custom_allreduce_perf tables, e.g. ../shared/data/kernels) into the "
@@ -63,6 +66,8 @@ def _calibrate(args) -> int:
     groups = HELD_OUT if args.holdout is None else parse_groups(args.holdout)
     measured = load(args.csv)
     train = measured[~held_out(measured, groups)]
+    if args.disagg_only:
+        return _disagg(args, measured, train, groups)
     result = fit(train, max_nfev=args.max_evals)
     source = (f"fitted by `perfkit calibrate` on {result.train_rows} agg points"
               f" (held out: {', '.join(f'{f}:{s}' for f, s in groups) or 'none'})")
@@ -87,10 +92,55 @@ def _calibrate(args) -> int:
     for profile in result.profiles.values():
         profile = dataclasses.replace(profile, source=source, description=f"{profile.name}, fitted")
         print(f"wrote {write_profile(profile, serving_root)}")
+    # disaggregated serving on top of the agg fit just made (frozen): perfkit.calibration.disagg
+    transfers = _write_transfers(train, result.hardware, result.profiles, serving_root, groups, args.max_evals)
     if args.report:
-        frame = evaluate_accuracy(measured, result.hardware, result.profiles, groups)
+        frame = evaluate_accuracy(measured, result.hardware, result.profiles, groups, transfers)
         command = "perfkit calibrate " + ("--in-place " if args.in_place else "") + "--report " + args.report
         Path(args.report).write_text(accuracy_markdown(frame, command, f"Fit: {source}."))
+        print(f"wrote {args.report}")
+    return 0
+
+
+def _write_transfers(train, hardware, profiles, serving_root, groups, max_nfev: int = 60) -> dict:
+    """Fit the disaggregated-serving profiles with ``hardware`` / ``profiles`` frozen and write them into
+    ``serving_root/disagg``."""
+    from .disagg import fit_transfer, profile_text
+
+    held = ", ".join(f"{f}:{s}" for f, s in groups) or "none"
+    transfers = fit_transfer(train, hardware, profiles, max_nfev=max_nfev)
+    folder = Path(serving_root) / "disagg"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, transfer in transfers.items():
+        transfer = dataclasses.replace(transfer, source=f"{transfer.source} (held out: {held})")
+        path = folder / f"{name}.yaml"
+        path.write_text(profile_text(transfer))
+        print(f"wrote {path}")
+    return transfers
+
+
+def _disagg(args, measured, train, groups) -> int:
+    """``perfkit calibrate --disagg-only``: the disaggregated-serving profiles alone, the agg parameters as
+    shipped (or as ``PERFKIT_HARDWARE_DIR`` / ``PERFKIT_SERVING_DIR`` name them)."""
+    from .. import catalog
+    from .report import accuracy_markdown, evaluate_accuracy
+
+    if args.in_place and args.out_dir:
+        from ..errors import PerfkitError
+
+        raise PerfkitError("--in-place and --out-dir exclude each other: give one", field="out_dir")
+    serving_root = catalog._serving_root()
+    if not args.in_place:
+        out = Path(args.out_dir) if args.out_dir else default_out_dir()
+        (out / "serving").mkdir(parents=True, exist_ok=True)
+        for f in Path(serving_root).glob("*.yaml"):
+            shutil.copy(f, out / "serving" / f.name)
+        serving_root = out / "serving"
+    transfers = _write_transfers(train, None, None, serving_root, groups, args.max_evals)
+    if args.report:
+        frame = evaluate_accuracy(measured, groups=groups, transfers=transfers)
+        command = "perfkit calibrate --disagg-only " + ("--in-place " if args.in_place else "") + "--report " + args.report
+        Path(args.report).write_text(accuracy_markdown(frame, command))
         print(f"wrote {args.report}")
     return 0
 

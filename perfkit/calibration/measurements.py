@@ -138,6 +138,10 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     layout_columns = [c for c in raw.columns if c.endswith(("tp_size", "dp_size", "ep_size"))]
     out["layout_defined"] = ~(raw[layout_columns] == 0).any(axis=1).to_numpy()
     out["decode_workers"] = np.where(is_agg, 1, _num(raw, "decode_num_workers"))
+    # A disagg row that records neither pool's worker count describes no deployment (how many chips served its
+    # concurrency is unknown): it is scored apart (perfkit.calibration.disagg) and never fitted.
+    workers = [raw.get(f"{side}_num_workers", pd.Series(np.nan, index=raw.index)) for side in ("prefill", "decode")]
+    out["pools_recorded"] = (is_agg | (workers[0].notna() & workers[1].notna())).to_numpy()
     # The same measurement listed twice counts once: the same point, layout and figures under another id, or
     # under the other name of one architecture (177 DeepSeek points appear as both DeepSeek-V3 and -R1).
     arch = out["model_id"].map(architecture)

@@ -119,15 +119,16 @@ def requests(measured: pd.DataFrame) -> list[dict]:
     return [body for _, body in sorted(out, key=lambda item: order[item[0]])]
 
 
-def predict(measured: pd.DataFrame, hardware: dict | None = None, profiles: dict | None = None) -> pd.DataFrame:
+def predict(measured: pd.DataFrame, hardware: dict | None = None, profiles: dict | None = None,
+            transfers: dict | None = None) -> pd.DataFrame:
     """Predicted ``ttft_ms`` and ``tpot_ms`` for measured rows (columns ``predicted_ttft_ms``,
     ``predicted_tpot_ms`` and ``valid``), one engine call per (model, hardware, backend) group and side.
 
-    ``agg`` rows are the engine's continuous mode at the measured concurrency. ``disagg`` rows combine the
-    engine's static figures of the two worker pools: TPOT is a decode worker's step; TTFT is a prefill worker's
-    pass plus the wait when the prefill pool, not the decode pool, limits the closed loop (the asymptotic bound
-    of mean-value analysis: ``concurrency x prefill time per request / workers - output_seq x TPOT``).
-    ``hardware`` and ``profiles`` override catalog entries by name (the fit evaluates candidates this way).
+    ``agg`` rows are the engine's continuous mode at the measured concurrency. ``disagg`` rows are the
+    disaggregated request of :func:`perfkit.calibration.disagg.requests` (its prefill and decode pools, the
+    concurrency in flight), predicted by :func:`perfkit.engine.disagg.evaluate_disaggregated`.
+    ``hardware``, ``profiles`` and ``transfers`` (disaggregated-serving profiles) override catalog entries by
+    name (the fit evaluates candidates this way).
     """
     out = pd.DataFrame(index=measured.index, columns=["predicted_ttft_ms", "predicted_tpot_ms"], dtype=float)
     out["valid"] = False
@@ -141,17 +142,12 @@ def predict(measured: pd.DataFrame, hardware: dict | None = None, profiles: dict
             cfg["serving_mode"] = np.int64(CONTINUOUS)  # as to_arrays encodes serving_mode "continuous"
             fig = evaluate(model, hw, cfg, profile)
             ttft, tpot, code = fig["ttft_ms"], fig["tpot_ms"], fig["code"]
-        else:
-            pre_batch = rows["prefill_batch"].to_numpy(float)
-            pre = evaluate(model, hw, side_config(rows, "prefill", model, pre_batch), profile)
-            dec = evaluate(model, hw, side_config(rows, "decode", model, rows["decode_batch"].to_numpy(float)),
-                           profile)
-            tpot = dec["tpot_ms"]
-            per_request = pre["ttft_ms"] / pre_batch
-            demand = rows["concurrency"].to_numpy(float) * per_request / rows["prefill_workers"].to_numpy(float)
-            osl = rows["output_seq"].to_numpy(float)
-            ttft = pre["ttft_ms"] + np.maximum(0.0, demand - osl * tpot - pre["ttft_ms"])
-            code = pre["code"] | dec["code"]
+        else:  # two pools: the request of perfkit.calibration.disagg (its docstring maps the columns)
+            from .disagg import predict_rows
+
+            transfer = (transfers or {}).get(profile_name(backend)) or catalog.transfer_profile(profile_name(backend))
+            fig = predict_rows(rows, model, hw, profile, transfer)
+            ttft, tpot, code = fig["ttft_ms"], fig["tpot_ms"], fig["code"]
         out.loc[rows.index, "predicted_ttft_ms"] = ttft
         out.loc[rows.index, "predicted_tpot_ms"] = tpot
         current = ~rows["superseded"].to_numpy(bool) if "superseded" in rows else True

@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="layouts to print (default 10)")
     p.add_argument("--launch", choices=(*ENGINES, "all", "none"), default="all",
                    help="which launch commands to print for the best layout")
+    p.add_argument("--disaggregated", action="store_true",
+                   help="also search prefill/decode pool splits (P:D) and compare the best with the best "
+                        "aggregated layout")
     p.add_argument("--figure", default=None, help="write the plan's charts to this PNG file (needs matplotlib)")
     p.set_defaults(func=_plan)
 
@@ -37,8 +40,10 @@ def _plan(args) -> int:
     result = plan(args.model_id, args.hardware_config, args.chips, args.input_seq, args.output_seq,
                   args.ttft_p99_ms, args.tpot_p99_ms, serving_engine=args.serving_engine,
                   price_per_chip_hour=args.price_per_chip_hour, input_seq_cv=args.input_seq_cv,
-                  output_seq_cv=args.output_seq_cv)
+                  output_seq_cv=args.output_seq_cv, disaggregated=args.disaggregated)
     out = sys.stdout
+    if args.disaggregated:
+        _disaggregated(result, args, out)
     if result.layouts.empty:
         out.write(f"{result.reason}\n")
         if result.closest_miss:
@@ -60,6 +65,24 @@ def _plan(args) -> int:
             f.write(png(plan_figure(result, title=title)))
         out.write(f"\n{args.figure}\n")
     return 0
+
+
+DISAGG_SHOWN = ["prefill_chips", "decode_chips", "prefill_tensor_parallel", "prefill_expert_parallel",
+                "prefill_replicas", "decode_tensor_parallel", "decode_expert_parallel", "decode_replicas", "dtype",
+                "kv_dtype", "max_running_sequences", "arrival_rate_qps", "requests_s_per_chip", "tokens_s_per_user",
+                "load_ttft_ms_p99", "load_tpot_ms_p99", "load_bound"]
+
+
+def _disaggregated(result, args, out) -> None:
+    """The comparison and the leading disaggregated layouts (before the aggregated table)."""
+    if result.comparison is None or result.comparison.empty:
+        out.write("no aggregated or disaggregated layout meets the SLOs\n\n")
+        return
+    out.write(result.comparison.T.to_string(float_format=lambda v: f"{v:.4g}") + "\n\n")
+    if not result.disaggregated.empty:
+        out.write("disaggregated layouts:\n")
+        out.write(result.disaggregated[DISAGG_SHOWN].head(args.top).to_string(float_format=lambda v: f"{v:.4g}")
+                  + "\n\naggregated layouts:\n")
 
 
 def _fmt(value):

@@ -50,6 +50,10 @@ class Plan:
     reason: str = ""
     closest_miss: dict | None = None
     commands: dict = field(default_factory=dict)
+    #: With ``plan(..., disaggregated=True)``: the disaggregated layouts within the SLOs, ranked like
+    #: ``layouts`` (:mod:`perfkit.planner.disagg`), and the best aggregated against the best disaggregated.
+    disaggregated: pd.DataFrame | None = None
+    comparison: pd.DataFrame | None = None
 
     @property
     def best(self) -> pd.Series | None:
@@ -89,7 +93,7 @@ class Plan:
 def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output_seq: int, ttft_p99_ms: float,
          tpot_p99_ms: float, *, serving_engine: str = "generic", input_seq_cv: float = 0.0,
          output_seq_cv: float = 0.0, price_per_chip_hour: float | None = None, dtypes=None, kv_dtypes=None,
-         running_caps=RUNNING_CAPS) -> Plan:
+         running_caps=RUNNING_CAPS, disaggregated: bool = False) -> Plan:
     """The layouts of ``chips`` chips that serve the most requests/s per chip within p99 TTFT and TPOT SLOs.
 
     Sweeps tensor x pipeline (x expert, for mixture-of-experts models) degrees, replicas, weight dtypes
@@ -102,12 +106,45 @@ def plan(model_id: str, hardware_config: str, chips: int, input_seq: int, output
     ...                  tpot_p99_ms=50, running_caps=(32, 128))
     >>> bool(p.layouts["load_ttft_ms_p99"].max() <= 2000), p.command("vllm").startswith("vllm serve")
     (True, True)
+
+    With ``disaggregated=True`` the plan also searches every split of the chips into a prefill and a decode
+    pool (P:D) with each pool's layout and replicas (``plan.disaggregated``), and ``plan.comparison`` sets the
+    best aggregated and the best disaggregated layout side by side.
     """
+    if not isinstance(disaggregated, bool):
+        raise PerfkitError(f"disaggregated must be true or false, got {disaggregated!r}", field="disaggregated")
+    result = _aggregated(model_id, hardware_config, chips, input_seq, output_seq, ttft_p99_ms, tpot_p99_ms,
+                         serving_engine, input_seq_cv, output_seq_cv, price_per_chip_hour, dtypes, kv_dtypes,
+                         running_caps)
+    if disaggregated:
+        from . import disagg
+
+        model, hw = catalog.model_spec(model_id), catalog.hardware_spec(hardware_config)
+        dtypes, kv_dtypes = _dtypes(model, hw, dtypes, kv_dtypes)
+        rows = disagg.table(model_id, hardware_config, result.slo["chips"], result.slo["base"], dtypes, kv_dtypes,
+                            running_caps, RATES)
+        result.disaggregated = disagg.best_layouts(rows, result.slo, model_id, hardware_config, result.slo["base"],
+                                                   RATES[1] / RATES[0], REFINED, FINE_RATES)
+        result.comparison = disagg.comparison(result.layouts, result.disaggregated)
+    return result
+
+
+def _dtypes(model, hw, dtypes, kv_dtypes):
+    """The weight and KV dtypes searched: the model's own and fp8 where the chip has it, unless given."""
+    native = model.default_dtype("attention")
+    dtypes = list(dtypes or dict.fromkeys([native] + (["fp8"] if hw.compute_dtype("fp8") == "fp8" else [])))
+    kv_dtypes = list(kv_dtypes or dict.fromkeys([native] + (["fp8"] if hw.compute_dtype("fp8") else [])))
+    return dtypes, kv_dtypes
+
+
+def _aggregated(model_id, hardware_config, chips, input_seq, output_seq, ttft_p99_ms, tpot_p99_ms, serving_engine,
+                input_seq_cv, output_seq_cv, price_per_chip_hour, dtypes, kv_dtypes, running_caps) -> Plan:
+    """:func:`plan` over aggregated layouts."""
     model, hw = catalog.model_spec(model_id), catalog.hardware_spec(hardware_config)
     profile = catalog.serving_profile(serving_engine)
     chips = check_int(chips, "chips", 1 << 16)
     slo = {"ttft_p99_ms": _positive(ttft_p99_ms, "ttft_p99_ms"), "tpot_p99_ms": _positive(tpot_p99_ms, "tpot_p99_ms"),
-           "model_id": model_id, "memory_fraction": profile.memory_utilization}
+           "model_id": model_id, "memory_fraction": profile.memory_utilization, "chips": chips}
     base = {"model_id": model_id, "hardware_config": hardware_config, "serving_engine": serving_engine,
             "input_seq": input_seq, "output_seq": output_seq, "serving_mode": "continuous",
             "input_seq_cv": check_real(input_seq_cv, "input_seq_cv"),

@@ -15,6 +15,7 @@ from ..dtypes import DTYPES
 from ..engine.layout import DEGREES, LAYER_TYPES
 from ..engine.system import SERVING_MODES
 from ..engine import load
+from . import openapi_disagg
 from ..inputs import LAYER_OPTIONAL, LAYER_REQUIRED, LIMITS, PHASES, REAL_LIMITS, SYSTEM_OPTIONAL, SYSTEM_REQUIRED
 
 bp = Blueprint("docs", __name__)
@@ -139,6 +140,7 @@ def _schemas() -> dict:
             extra=True),
         "SystemMetricsRequest": _obj({k: fields[k] for k in (*SYSTEM_REQUIRED, *SYSTEM_OPTIONAL)},
                                      SYSTEM_REQUIRED),
+        "DisaggregatedSystemMetricsRequest": openapi_disagg.request_schema(fields),
         "SystemMetricsResponse": _obj({
             "ttft_ms": {"type": "number", "minimum": 0}, "tpot_ms": {"type": "number", "minimum": 0},
             "throughput_tokens_s": {"type": "number", "minimum": 0},
@@ -151,6 +153,7 @@ def _schemas() -> dict:
                 "fits_on_hardware": {"type": "boolean"}, "num_nodes": {"type": "integer", "minimum": 1},
                 "notes": {"type": "array", "items": {"type": "string"}},
             }, ("num_chips", "bottleneck", "fits_on_hardware"), extra=True),
+            "disaggregated": openapi_disagg.response_schema(),
             "uncertainty": _numbers("ttft_ms_p10", "ttft_ms_p90", "tpot_ms_p10", "tpot_ms_p90"),
             "load": _load_schema(),
             "cost": _obj({"joules_per_output_token": {"type": ["number", "null"]},
@@ -246,7 +249,8 @@ def spec() -> dict:
                 body={"anyOf": [_ref("LayerMetricsRequest"), _ref("DeprecatedLayerMetricsRequest")]})},
             "/config/system-metrics": {"post": _op(
                 "TTFT, TPOT, throughput, memory and bottleneck of a whole configuration",
-                "SystemMetricsResponse", POST_ERRORS, body=_ref("SystemMetricsRequest"))},
+                "SystemMetricsResponse", POST_ERRORS,
+                body={"anyOf": [_ref("SystemMetricsRequest"), _ref("DisaggregatedSystemMetricsRequest")]})},
             "/api/models": {"get": _op("Bundled models and their key figures", "ModelsResponse", (400,))},
             "/api/hardware": {"get": _op("Hardware systems and their key specs", "HardwareResponse", (400,))},
             "/api/health": {"get": _health_op()},

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .. import catalog
 from ..errors import PerfkitError
+from . import disagg
 from .grid import Grid, Requests, nest, parse
 from .run import DEFAULT_CHUNK_ROWS, Sweep
 from .table import Collector, to_frame
@@ -45,6 +46,8 @@ def sweep(spec, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool = False)
     >>> bool(df.loc[df["layers.all.tensor_parallel"] == 1, "fits_on_hardware"].iloc[0])
     True
     """
+    if disagg.is_disaggregated_spec(spec):  # two pools per configuration: perfkit/sweeps/disagg.py
+        return disagg.sweep(spec)
     plan = _plan(spec)
     collector = Collector(plan.size)
     for chunk, columns in _evaluated(plan, chunk_rows, progress):

@@ -11,10 +11,12 @@ from .. import api, figures
 from ..errors import PerfkitError
 from . import frames, render
 from ..examples import SEED_COMPARISON
+from .disagg_form import DisaggregatedForm
 from .form import ConfigForm
 
 #: Rows of the comparison table: what each configuration is, then its figures.
-TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas", *frames.HEADLINE)
+TABLE_ROWS = ("model_id", "hardware_config", "batch_size", "input_seq", "output_seq", "replicas", *frames.HEADLINE,
+              "limiting_pool", "kv_transfer_ms")
 
 
 class ComparisonPanel:
@@ -35,6 +37,13 @@ class ComparisonPanel:
     16
     >>> panel.remove("A"); list(panel.frame.index)
     ['B', 'C']
+
+    An aggregated and a disaggregated configuration side by side (a form per pool for the latter):
+
+    >>> from perfkit.examples import AGG_VS_DISAGG
+    >>> both = ComparisonPanel(AGG_VS_DISAGG, charts=False)
+    >>> both.frame.loc["disaggregated", "limiting_pool"], int(both.frame.loc["disaggregated", "num_chips"])
+    ('decode', 4)
     """
 
     def __init__(self, requests: Mapping[str, Mapping] | None = None, charts: bool = True):
@@ -79,7 +88,10 @@ class ComparisonPanel:
         label = label or next(c for c in string.ascii_uppercase + string.ascii_lowercase if c not in self.labels)
         if label in self.labels:
             raise PerfkitError(f"label {label!r} is taken; labels in use: {', '.join(self.labels)}", field="label")
-        form = ConfigForm(request, on_change=self.update, title=f"Configuration {label}")
+        if request is not None and "disaggregated" in request:  # a form per pool: perfkit/widgets/disagg_form.py
+            form = DisaggregatedForm(request, on_change=self.update, title=f"Configuration {label}")
+        else:
+            form = ConfigForm(request, on_change=self.update, title=f"Configuration {label}")
         remove = w.Button(description=f"Remove {label}", icon="trash",
                           layout=w.Layout(width="max-content", min_width="140px"))
         remove.on_click(lambda _, label=label: self.remove(label))
