@@ -10,7 +10,7 @@ from perfkit import NotFoundError, PerfkitError, catalog
 
 TINY = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 LLAMA8 = "meta-llama/Llama-3.1-8B"
-DTYPES_LISTED = "valid choices: fp32, fp16, bf16, fp8, int8, fp4, int4"
+DTYPES_LISTED = "valid choices: fp32, fp16, bf16, fp8, fp8_block, int8, fp4, int4"
 
 
 def system(**changes) -> dict:

@@ -2,6 +2,8 @@
 
 Reference data: NVIDIA aiconfigurator-core 0.12.0 tables in shared/data/kernels (see its README).
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -121,3 +123,69 @@ def test_fitted_block_passes_the_catalog_checks(fitted):
     check_kernels(block, "hardware 'test'")  # every parameter known, none missing, inside its bounds
     for family, (params, _) in fitted.items():
         assert set(params) == set(FAMILIES[family].PARAMS)
+
+
+# decode calls the monotonicity checks sweep: (heads, kv_heads, head_dim, window) of MHA, grouped and very
+# wide groups (the per-head kernel past max_group), full and sliding-window attention
+_DECODE_HEADS = [(32, 32, 128, 0), (32, 8, 128, 0), (64, 8, 128, 4096), (16, 2, 64, 0), (128, 1, 128, 0),
+                 (40, 8, 128, 512)]
+_CONTEXT = np.unique(np.concatenate([np.geomspace(1, 1 << 20, 400), np.arange(0, 9000, 7.0)]))
+_BATCH = np.unique(np.concatenate([np.geomspace(1, 4096, 200), np.arange(1, 300.0)]))
+_CHIPS = [(989e12, 3.35e12), (197e12, 8.2e11), (2.25e15, 8e12)]  # H100, TPU v5e, B200 bf16 peak / HBM
+
+
+def _never_falls(t, axis):
+    """Non-decreasing along ``axis`` up to floating round-off (the bug this guards against fell by 1e-6)."""
+    step = np.diff(t, axis=axis)
+    return bool(np.all(step >= -1e-12 * np.take(t, np.arange(t.shape[axis] - 1), axis=axis)))
+
+
+def _assert_decode_monotone(params, label):
+    for peak, hbm in _CHIPS:
+        for kv_bytes in (1.0, 2.0):
+            for heads, kv_heads, head_dim, window in _DECODE_HEADS:
+                for batch in (1, 8, 256):
+                    t = kernels.generation_attention_seconds(params, batch, _CONTEXT, heads, kv_heads, head_dim,
+                                                             window, kv_bytes, peak, hbm)
+                    assert _never_falls(t, 0), (label, "attention context", heads, kv_heads, window, batch)
+                for context in (1, 300, 8192, 131072):
+                    t = kernels.generation_attention_seconds(params, _BATCH, context, heads, kv_heads, head_dim,
+                                                             window, kv_bytes, peak, hbm)
+                    assert _never_falls(t, 0), (label, "attention batch", heads, kv_heads, window, context)
+            for heads in (16, 128):
+                t = kernels.generation_mla_seconds(params, np.array([[1], [8], [256]]), _CONTEXT, heads, 512, 64,
+                                                   kv_bytes, peak, hbm)
+                assert _never_falls(t, 1), (label, "mla context", heads)
+                t = kernels.generation_mla_seconds(params, _BATCH[:, None], np.array([1, 300, 8192, 131072]),
+                                                   heads, 512, 64, kv_bytes, peak, hbm)
+                assert _never_falls(t, 0), (label, "mla batch", heads)
+
+
+def test_decode_never_faster_with_more_context_or_batch_for_any_params():
+    # physics: a longer context or a larger batch reads more KV and does more work, so no parameter value
+    # within the declared bounds may make a decode step faster; seeded draws, log-uniform within each bound
+    # (zero lower bounds drawn down to 1e-7 of the upper, and exactly zero in a quarter of the draws)
+    rng = np.random.default_rng(20261202)
+    for draw in range(40):
+        params = {}
+        for name, (low, high) in kernels.DECODE_PARAMS.items():
+            floor = low if low > 0 else high * 1e-7
+            value = float(np.exp(rng.uniform(np.log(floor), np.log(high))))
+            params[name] = low if (low == 0 and rng.random() < 0.25) else value
+        _assert_decode_monotone(params, f"draw {draw}: {params}")
+
+
+def test_decode_never_faster_with_more_context_or_batch_for_shipped_fits():
+    import yaml
+
+    shipped = 0
+    for path in sorted((Path(__file__).parents[1] / "hardware").glob("*.yaml")):
+        block = (yaml.safe_load(path.read_text()) or {}).get("kernels") or {}
+        for backend, families in block.items():
+            if not isinstance(families, dict):
+                continue
+            for family in ("generation_attention", "generation_mla"):
+                for variant, params in (families.get(family) or {}).items():
+                    _assert_decode_monotone(params, (path.name, backend, family, variant))
+                    shipped += 1
+    assert shipped >= 20  # every NVIDIA file ships decode fits for TensorRT-LLM and vLLM

@@ -12,9 +12,10 @@ the parallel work (query rows x heads) to a plateau, on top of reading Q, K, V a
 fixed per-call cost and a cost per (sequence, head) tile.
 
 Decode reads each sequence's cached K and V (``2 * kv_heads * head_dim`` elements per token; the grouped
-kernel reads at least ``context_pad`` tokens, whole KV pages) at an achieved bandwidth that rises with
-the bytes each call moves and with the (sequence, KV head, split-k chunk) streams it can spread over the
-chip. It does ``4 * heads * head_dim`` FLOPs per cached token plus a cost per (sequence, query head) (softmax
+kernel reads at least ``context_pad`` tokens, whole KV pages) at the plateau bandwidth, slowed by
+``1 + half_streams / streams`` where the (sequence, KV head, split-k chunk) streams it spreads over the chip are
+too few to fill it, after a fixed latency worth ``half_bytes`` at the plateau (so small reads reach half of it at
+``half_bytes``); the time never falls as the context or the batch grows. It does ``4 * heads * head_dim`` FLOPs per cached token plus a cost per (sequence, query head) (softmax
 and output), with their own rates where the per-head kernel runs (one query head per KV head, MHA, or more
 than the grouped kernel serves, ``max_group``), and pays a fixed per-call cost, a per-sequence cost and, once
 contexts are split into chunks, the reduction of the partial results.
@@ -93,18 +94,22 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     """``paged``: 1 where the grouped kernel runs, 0 where the per-head one does."""
     p = params
     pad = p["context_pad"] * paged
-    read = batch * kv_bytes_per_token * (tokens ** 4 + pad ** 4) ** 0.25
-    chunks = tokens / p["split_tokens"]
+    read_tokens = (tokens ** 4 + pad ** 4) ** 0.25  # at least context_pad: whole pages
+    read = batch * kv_bytes_per_token * read_tokens
+    chunks = read_tokens / p["split_tokens"]  # split-k chunks of the tokens read
     streams = batch * streams * (1.0 + chunks)
-    bandwidth = (hbm_bytes_per_s * p["hbm"] * read / (read + p["half_bytes"])
-                 * streams / (streams + p["half_streams"]))
+    # a read at the plateau bandwidth, slowed by (1 + half_streams / streams) where too few streams fill the
+    # chip, plus a fixed latency worth half_bytes at the plateau. read / streams ~ t / (1 + t / split_tokens)
+    # rises with the tokens read t and does not depend on the batch, so the time never falls as either grows
+    plateau = hbm_bytes_per_s * p["hbm"]
+    transfer = (read * (1.0 + p["half_streams"] / streams) + p["half_bytes"]) / plateau
     fallback = paged < 0.5
     launch = np.where(fallback, p["fallback_launch_s"], p["launch_s"])
     head_s = np.where(fallback, p["fallback_head_s"], p["head_s"])
     rate = peak_flops_per_s * np.where(fallback, p["fallback_compute"], p["compute"])
     compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
     split = p["split_s"] * chunks ** 4 / (1.0 + chunks ** 4)  # a smooth step at split_tokens
-    return launch + split + batch * p["sequence_s"] + read / bandwidth + compute
+    return launch + split + batch * p["sequence_s"] + transfer + compute
 
 
 def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, window,
