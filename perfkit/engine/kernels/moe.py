@@ -18,11 +18,12 @@ expert-parallel group (every rank routes them all and computes the rows that lan
               + (compute ** overlap + weights ** overlap) ** (1 / overlap)
 
 ``ep_share`` is the part of the routed rows every rank of the expert-parallel group processes whatever its
-share of the experts: 0 for kernels that gather only their local experts' rows (TRT-LLM's grouped GEMMs:
-the work divides by ``moe_ep``); above 0 for monolithic kernels that walk every token's routing, padding
-and masked rows on every rank (vLLM's FlashInfer TRT-LLM kernels on Blackwell: DeepSeek fp8_block at 16384
-tokens on B300 takes 12.7 ms at ep1, 5.2 ms at ep8 and 3.9 ms at ep64, not 1/64 of ep1). The weight reads
-still cover only the local experts.
+share of the experts: about 0 for kernels that gather only their local experts' rows (TRT-LLM's grouped
+GEMMs: fitted 0.005-0.01, the work divides by ``moe_ep``); well above 0 for kernels that walk every token's
+routing, padding and masked rows on every rank (fitted on vLLM's tables: 0.4-0.7 on L40S, 0.23-0.28 for
+bf16 on H100/H200). The weight reads still cover only the local experts. (vLLM's DeepSeek-V3 shape on
+Blackwell, 12.7 ms at ep1 and 3.9 ms at ep64 for 16384 fp8_block tokens on B300, divides far worse than
+every other shape of the same kernel; no fitted share follows that one shape.)
 
 ``pad_rows`` is the grouped GEMM's tile padding: every active expert's rows are rounded up to the kernel's
 tile, so many experts with few rows each run below the plateau; ``fill_elements`` is the output area (rows x
