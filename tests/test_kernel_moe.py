@@ -12,7 +12,7 @@ from perfkit.engine.kernels import FAMILIES, moe
 
 # H100 SXM: 989 TFLOP/s dense bf16, 3.35 TB/s HBM3 (NVIDIA H100 datasheet)
 PEAK, HBM = 989e12, 3.35e12
-TYPICAL = {"plateau": 0.8, "pad_rows": 60.0, "fill_elements": 2e6, "weight_bw": 0.9, "expert_s": 2e-7,
+TYPICAL = {"plateau": 0.8, "ep_share": 0.0, "pad_rows": 60.0, "fill_elements": 2e6, "weight_bw": 0.9, "expert_s": 2e-7,
            "token_passes": 2.0, "row_passes": 6.0,
            "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 2.5,
            "cache_bytes": 0.0, "cache_sharpness": 4.0}
@@ -139,3 +139,45 @@ def test_every_shipped_fit_is_physical():
                 assert float(_seconds(4096.0, moe_ep=8, params=cold)) < float(_seconds(4096.0, moe_ep=2, params=cold))
                 count += 1
     assert count >= 40
+
+
+def test_ep_share_keeps_part_of_the_routed_rows_on_every_rank():
+    """ep_share = 0: compute-bound work divides by moe_ep; ep_share = s: the routed-row work per rank never
+    falls below s of the single-GPU work (monolithic kernels walk every token's routing on every rank), and
+    more EP still costs less per GPU."""
+    big = 65536.0
+    divided = [float(_seconds(big, moe_ep=ep)) for ep in (1, 8, 64)]
+    assert divided[0] / divided[1] > 6.0 and divided[0] / divided[2] > 20.0
+    for share in (0.1, 0.3):
+        p = {**TYPICAL, "ep_share": share}
+        t = [float(_seconds(big, moe_ep=ep, params=p)) for ep in (1, 2, 8, 64)]
+        assert all(a > b for a, b in zip(t, t[1:]))
+        assert t[-1] / t[0] >= share
+        assert t[-1] / t[0] < share + 0.1
+
+
+def test_a_warm_cache_covers_weights_and_activations_until_they_outgrow_it():
+    """A warm L2 (the tables' repeated calls) serves a small call's weights and tokens; once the working set
+    (weights + tokens + routed rows) is far beyond the cache, warm and cold calls cost the same. The engine's
+    cache_bytes = 0 is always cold."""
+    warm = {**TYPICAL, "cache_bytes": 96e6, "cache_sharpness": 4.0}
+    small = np.array([16.0, 256.0])
+    assert np.all(_seconds(small, moe_ep=32, params=warm) < _seconds(small, moe_ep=32))
+    huge = np.array([262144.0, 1048576.0])
+    ratio = _seconds(huge, moe_ep=32, params=warm) / _seconds(huge, moe_ep=32)
+    assert np.all(ratio > 0.98) and np.all(ratio <= 1.0)
+    # the activations alone outgrowing the cache: at ep32 the 16 MB of 4-expert weights fit, 65k tokens do not
+    grow = _seconds(np.array([2048.0, 65536.0]), moe_ep=32, params=warm)
+    cold = _seconds(np.array([2048.0, 65536.0]), moe_ep=32)
+    assert grow[1] / grow[0] > cold[1] / cold[0]
+
+
+def test_merge_block_replaces_only_the_moe_entries(tmp_path):
+    text = ("name: x\nkernels:                             # fitted\n  source: \"s\"\n  trtllm:\n    gemm:\n"
+            "      bf16: {plateau: 0.86}\n    moe:\n      bf16: {plateau: 0.5}\nsources: >-\n  a\n")
+    fitted = {"trtllm": {"moe": {"fp8": {"plateau": 0.4}}}, "vllm": {"moe": {"bf16": {"plateau": 0.3}}}}
+    import yaml
+    block = yaml.safe_load(fit.merge_block(text, fitted))["kernels"]
+    assert block["trtllm"]["gemm"] == {"bf16": {"plateau": 0.86}}
+    assert block["trtllm"]["moe"] == {"fp8": {"plateau": 0.4}}
+    assert block["vllm"]["moe"] == {"bf16": {"plateau": 0.3}} and block["source"] == "s"

@@ -46,7 +46,7 @@ KERNELS = {
 }
 SHAPE = ["hidden_size", "inter_size", "topk", "num_experts"]
 #: What the fit starts from (inside PARAMS' bounds).
-START = {"plateau": 0.5, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.8, "expert_s": 2e-7,
+START = {"plateau": 0.5, "ep_share": 0.02, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.8, "expert_s": 2e-7,
          "token_passes": 5.0, "row_passes": 5.0, "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 2.0, "cache_bytes": 3e7, "cache_sharpness": 3.0}
 
 
@@ -222,9 +222,40 @@ def fit_all(systems=tuple(tables.SYSTEMS), backends=tables.BACKENDS):
     return params, pd.concat(frames, ignore_index=True)
 
 
+def merge_block(text: str, fitted: dict) -> str:
+    """A hardware file's text with only the ``moe`` entries of its ``kernels:`` block replaced by ``fitted``
+    (backend -> {"moe": {variant: params}}); every other family, backend and the ``source`` line are kept."""
+    import yaml
+
+    from . import replace_block
+    block = dict((yaml.safe_load(text) or {}).get("kernels") or {})
+    for backend, families in fitted.items():
+        entry = dict(block.get(backend) or {})
+        entry["moe"] = families["moe"]
+        block[backend] = entry
+    if "source" not in block:
+        block["source"] = f"fitted to aiconfigurator-core 0.12.0 tables: {TABLE}"
+    return replace_block(text, {"source": block.pop("source"), **block})
+
+
+def write_yaml(params: dict, hardware_dir) -> list[str]:
+    """Write each system's fitted ``moe`` entries (``fit_all``'s params) into the hardware files it describes
+    (:data:`tables.SYSTEMS`); the names of the files written."""
+    from pathlib import Path
+    written = []
+    for system, fitted in params.items():
+        for name in tables.SYSTEMS.get(system, (system,)):
+            path = Path(hardware_dir) / f"{name}.yaml"
+            if path.is_file():
+                path.write_text(merge_block(path.read_text(), fitted))
+                written.append(name)
+    return written
+
+
 def main(argv=None) -> None:
-    """``python -m perfkit.calibration.kernels.moe OUT.json [ERRORS.csv]``: fit every table, write the params
-    (system -> backend -> "moe" -> variant -> params) and the error summary."""
+    """``python -m perfkit.calibration.kernels.moe OUT.json [ERRORS.csv [HARDWARE_DIR]]``: fit every table,
+    write the params (system -> backend -> "moe" -> variant -> params), the error summary and (given a
+    hardware folder) the ``moe`` entries of its files' ``kernels:`` blocks."""
     import json
     import sys
     args = sys.argv[1:] if argv is None else argv
@@ -234,6 +265,8 @@ def main(argv=None) -> None:
     table = summary(frame)
     if len(args) > 1:
         table.to_csv(args[1], index=False, float_format="%.4f")
+    if len(args) > 2:
+        write_yaml(params, args[2])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -6,16 +6,24 @@ all-to-all, which perfkit prices as a collective of its own). ``tokens`` are the
 expert-parallel group (every rank routes them all and computes the rows that land on its
 ``experts / moe_ep`` local experts); ``inter`` is one expert's full intermediate width, split over ``moe_tp``.
 
-    rows    = tokens * topk / moe_ep                      token-expert rows on this GPU
+    rows    = tokens * topk * (ep_share + (1 - ep_share) / moe_ep)    token-expert rows this GPU processes
     active  = experts / moe_ep * touched                  local experts that receive at least one row
     compute = 2 * 3 * hidden * ((rows + pad_rows * active) * inter / moe_tp + fill_elements)
               / (plateau * peak)
     read    = active * 3 * hidden * inter / moe_tp * weight_bytes
-    weights = read / (1 + (cache_bytes / read) ** cache_sharpness) / (weight_bw * hbm)
-              + expert_s * active
-    tokens' = (token_passes * tokens + row_passes * rows) * hidden * 2 bytes / hbm
+    miss    = 1 / (1 + (cache_bytes / (read + (tokens + rows) * hidden * 2 bytes)) ** cache_sharpness)
+    weights = read * miss / (weight_bw * hbm) + expert_s * active
+    tokens' = (token_passes * tokens + row_passes * rows) * hidden * 2 bytes * miss / hbm
     time    = fixed_s + fixed_per_hidden_s * hidden + tokens'
               + (compute ** overlap + weights ** overlap) ** (1 / overlap)
+
+``ep_share`` is the part of the routed rows every rank of the expert-parallel group processes whatever its
+share of the experts: about 0 for kernels that gather only their local experts' rows (TRT-LLM's grouped
+GEMMs: fitted 0.005-0.01, the work divides by ``moe_ep``); well above 0 for kernels that walk every token's
+routing, padding and masked rows on every rank (fitted on vLLM's tables: 0.4-0.7 on L40S, 0.23-0.28 for
+bf16 on H100/H200). The weight reads still cover only the local experts. (vLLM's DeepSeek-V3 shape on
+Blackwell, 12.7 ms at ep1 and 3.9 ms at ep64 for 16384 fp8_block tokens on B300, divides far worse than
+every other shape of the same kernel; no fitted share follows that one shape.)
 
 ``pad_rows`` is the grouped GEMM's tile padding: every active expert's rows are rounded up to the kernel's
 tile, so many experts with few rows each run below the plateau; ``fill_elements`` is the output area (rows x
@@ -25,7 +33,10 @@ grows the smallest call's floor with the model width. ``tokens'`` is the per-tok
 (top-k routing and activation quantization once per token, permute / unpermute / the activation per routed
 row), counted as passes over a token's 16-bit hidden vector at the chip's HBM bandwidth. The smooth maximum
 lets compute and weight reads overlap (``overlap`` -> infinity: perfect overlap; 1: none). The tables time
-repeated calls of one layer, so weights that fit the L2 cache come from there (``cache_bytes``); a model's
+repeated calls of one layer, so a working set (the touched weights, the input tokens and the permuted rows)
+that fits the L2 cache comes from there (``cache_bytes``): weight reads and token passes alike (on L40S's
+96 MB L2, Qwen3-30B-A3B fp8 at ep32 takes 0.07 ms at 4096 tokens and 0.22 ms at 8192, three times the time
+for twice the rows, as the activations outgrow the cache); a model's
 many layers evict each other, so the engine prices a served layer with ``cache_bytes = 0`` (every weight from
 HBM).
 
@@ -40,6 +51,7 @@ import numpy as np
 #: The fitted curve's parameters and their physical bounds (checked for every hardware YAML value).
 PARAMS: dict[str, tuple[float, float]] = {
     "plateau": (0.02, 1.0),        # fraction of the dtype's peak FLOP/s the grouped GEMMs reach at large rows
+    "ep_share": (0.0, 0.9),        # part of the routed rows every EP rank processes (0: work divides by moe_ep)
     "pad_rows": (0.0, 1024.0),     # rows of tile padding per active expert
     "fill_elements": (0.0, 1e8),   # output elements (rows x width) below which the GEMMs leave SMs idle
     "weight_bw": (0.05, 1.0),      # fraction of HBM bandwidth achieved reading the touched experts' weights
@@ -76,7 +88,7 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     nvfp4); hbm_bytes_per_s: the chip's HBM bandwidth; touched: fraction of experts receiving rows
     (default: balanced routing, ``balanced_touched``). ``params``: a mapping with the keys of ``PARAMS``.
 
-    >>> p = {"plateau": 0.6, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.85, "expert_s": 2e-7,
+    >>> p = {"plateau": 0.6, "ep_share": 0.0, "pad_rows": 64.0, "fill_elements": 1e6, "weight_bw": 0.85, "expert_s": 2e-7,
     ...      "token_passes": 4.0, "row_passes": 6.0,
     ...      "fixed_s": 1e-5, "fixed_per_hidden_s": 3e-9, "overlap": 3.0,
     ...      "cache_bytes": 0.0, "cache_sharpness": 4.0}
@@ -88,7 +100,8 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     tokens = np.asarray(tokens, dtype=float)
     if touched is None:
         touched = balanced_touched(tokens, topk, experts)
-    rows = tokens * topk / moe_ep
+    share = params["ep_share"]
+    rows = tokens * topk * (share + (1.0 - share) / moe_ep)
     active = touched * experts / moe_ep
     expert_elements = MATRICES * hidden * (inter / moe_tp)
     padded = (rows + params["pad_rows"] * active) * (inter / moe_tp) + params["fill_elements"]
@@ -96,10 +109,12 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     read = active * expert_elements * weight_bytes_per_element
     # a repeated call finds weights that fit the L2 cache there (the tables measure warm calls): the part
     # read from HBM falls from all of it (weights >> cache) to nothing (weights << cache)
-    miss = 1.0 / (1.0 + (params["cache_bytes"] / np.maximum(read, 1.0)) ** params["cache_sharpness"])
+    # the call's working set: the touched weights plus the input tokens and the permuted rows (16-bit)
+    footprint = read + (tokens + rows) * hidden * ACTIVATION_BYTES
+    miss = 1.0 / (1.0 + (params["cache_bytes"] / np.maximum(footprint, 1.0)) ** params["cache_sharpness"])
     weights = read * miss / (params["weight_bw"] * hbm_bytes_per_s) + params["expert_s"] * active
     per_token = ((params["token_passes"] * tokens + params["row_passes"] * rows) * hidden * ACTIVATION_BYTES
-                 / hbm_bytes_per_s)
+                 * miss / hbm_bytes_per_s)
     q = params["overlap"]
     fixed = params["fixed_s"] + params["fixed_per_hidden_s"] * hidden
     return fixed + per_token + (compute ** q + weights ** q) ** (1.0 / q)
