@@ -53,6 +53,7 @@ def test_llama_70b_bf16_weights():
 PARAMETERS = {
     "Qwen/Qwen2.5-7B-Instruct": 7.61e9,  # Qwen2.5-7B-Instruct model card: "Number of Parameters: 7.61B"
     "Qwen/Qwen3-235B-A22B": 235e9,  # Qwen3-235B-A22B model card: "235B in total and 22B activated"
+    "Qwen/Qwen3-235B-A22B-FP8": 235e9,  # the same model, its weights in block-scaled fp8
     "Qwen/Qwen3-30B-A3B": 30.5e9,  # Qwen3-30B-A3B model card: "30.5B in total and 3.3B activated"
     "Qwen/Qwen3-32B": 32.8e9,  # Qwen3-32B model card: "Number of Parameters: 32.8B"
     "TinyLlama/TinyLlama-1.1B-Chat-v1.0": 1.1e9,  # TinyLlama model card: 1.1B parameters
@@ -283,6 +284,6 @@ def test_fp8_on_a100_falls_back_and_says_so():
 
 def test_fp32_on_tpu_v5e_is_an_error_naming_valid_dtypes():
     # hardware/google_tpu_v5e_pod.yaml publishes no fp32 peak and fp32 has no wider format to fall back to
-    with pytest.raises(PerfkitError, match=r"'fp32'.*valid choices: fp16, bf16, fp8, int8") as info:
+    with pytest.raises(PerfkitError, match=r"'fp32'.*valid choices: fp16, bf16, fp8, fp8_block, int8") as info:
         system(LLAMA8, "google_tpu_v5e_pod", layers=all_layers(dtype="fp32"))
     assert info.value.field.endswith(".dtype")

@@ -54,7 +54,9 @@ class KernelTable:
         self.status = models.status
         for family in ("gemm", "moe"):
             chosen = [_wanted(family, d, checkpoint) for d in DTYPES]
-            setattr(self, family, _gathered(hw, models, backend, family, chosen))
+            params, peak = _gathered(hw, models, backend, family, chosen)
+            peak[DTYPES.index("fp32")] = hw.peak_by_dtype[DTYPES.index("fp32")]  # fp32 layers: the fp32 peak
+            setattr(self, family, (params, peak))
         kv = [KV_VARIANT[d] for d in DTYPES]
         for family in DECODE_FAMILIES + ("context_mla",):
             setattr(self, family, _gathered(hw, models, backend, family, kv, compute="bf16"))
@@ -81,10 +83,11 @@ def _gathered(hw, models: KernelModels, backend, family, chosen, compute=None):
             else:
                 computes = compute or COMPUTE.get(variant, variant)
             params = models.exact(backend, family, variant)
-            if params is not None and hw.peak_flops_per_s.get(computes):
+            runs_in = hw.compute_dtype(computes)  # the format itself or a wider one the chip has
+            if params is not None and runs_in is not None:
                 for name in values:
                     values[name][i] = params.get(name, np.nan)
-                peak[i] = hw.peak_flops_per_s[computes]
+                peak[i] = hw.peak_flops_per_s[runs_in]
                 break
     return values, peak
 
