@@ -23,7 +23,7 @@ from .kernels import attention, gemm, moe
 #: the variants tried next where a chip or a fit lacks one (always a wider or slower path).
 VARIANT = {"fp32": "bf16", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "int8": "int8",
            "fp4": "fp4", "int4": "int4"}
-FALLBACK = {**KERNEL_VARIANT_FALLBACK, "mxfp4_w4a8": ("mxfp4_w4a16", "fp8", "bf16"),
+FALLBACK = {**KERNEL_VARIANT_FALLBACK, "fp8_kv": ("bf16",), "mxfp4_w4a8": ("mxfp4_w4a16", "fp8", "bf16"),
             "mxfp4_w4a16": ("int4", "fp8_block", "fp8", "bf16")}
 #: The format each variant's tensor-core work runs in (its peak): weight-only variants dequantize to 16 bits.
 COMPUTE = {**gemm.COMPUTE, "mxfp4_w4a8": "fp8", "mxfp4_w4a16": "bf16"}
