@@ -96,7 +96,13 @@ def _template_levels(fits: dict) -> tuple[dict, float]:
 def block(name: str, template_fits: dict) -> dict:
     """The ``kernels:`` block (``status``, ``source``, backend -> family -> variant -> params) of a sourced
     chip, from its template's fitted block (``HardwareSpec.kernels.fits``)."""
-    figures = SOURCED[name]
+    return transferred(SOURCED[name], template_fits)
+
+
+def transferred(figures: dict, template_fits: dict) -> dict:
+    """A ``kernels:`` block from a template's fitted block at the levels of ``figures`` (``plateau`` per
+    dtype, ``hbm``, ``template``, ``sources``): what :func:`block` does for a sourced chip, and what the
+    uncertainty bands of sourced chips measure on chips that have tables (:mod:`perfkit.calibration.bands`)."""
     plateau, read = _template_levels(template_fits)
     ref = plateau.get("bf16") or next(iter(plateau.values()))
     compute_ratio = figures["plateau"]["bf16"] / ref
