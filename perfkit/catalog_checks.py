@@ -174,12 +174,15 @@ def check_profile(data: Any, origin: str) -> None:
     _check_fields(data, _PROFILE, origin)
     band = data.get("band")
     if isinstance(band, Mapping):
-        for key, value in band.items():
-            check_number(value, f"{origin}: band.{key}", "pos", 1e-3, 1e3)
-        for figure in ("ttft", "tpot"):
-            low, high = band.get(f"{figure}_p10"), band.get(f"{figure}_p90")
-            if isinstance(low, Real) and isinstance(high, Real) and low > high:
-                raise SpecError(f"{origin}: band.{figure}_p10 ({low}) exceeds band.{figure}_p90 ({high})")
+        nested = {k: v for k, v in band.items() if isinstance(v, Mapping)}
+        for where, values in (nested.items() if nested else [("", band)]):
+            prefix = f"band.{where}." if where else "band."
+            for key, value in values.items():
+                check_number(value, f"{origin}: {prefix}{key}", "pos", 1e-3, 1e3)
+            for figure in ("ttft", "tpot"):
+                low, high = values.get(f"{figure}_p10"), values.get(f"{figure}_p90")
+                if isinstance(low, Real) and isinstance(high, Real) and low > high:
+                    raise SpecError(f"{origin}: {prefix}{figure}_p10 ({low}) exceeds {prefix}{figure}_p90 ({high})")
 
 
 #: config.json keys perfkit reads as counts: (smallest allowed, largest allowed) when present and not null.

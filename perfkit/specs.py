@@ -168,8 +168,9 @@ class ServingProfile:
     the requests that arrive meanwhile; a new request waits ``ramp`` of a whole-batch prefill (arrival
     bursts) before its own prefill, whose ``prefill_chunk_tokens``-token chunks each ride one decode step; ``request_overhead_s`` is paid once per request before its first token. The
     engine takes ``memory_utilization`` of chip memory; what weights and one chunk's activations leave of it
-    holds the KV cache of the running sequences. ``band`` holds quantiles of
-    measured/predicted ratios from the fit, used for uncertainty bands.
+    holds the KV cache of the running sequences. ``band`` holds the p10 / p90 of measured / predicted TTFT and
+    TPOT by the chip's kernel calibration status and the serving mode (:data:`BANDS`, from residuals: see
+    :mod:`perfkit.calibration.bands`), used for uncertainty bands.
     """
 
     name: str
@@ -185,23 +186,35 @@ class ServingProfile:
     prefill_chunk_tokens: float
     request_overhead_s: float
     memory_utilization: float
-    band: Mapping[str, float]
+    band: Mapping[str, Mapping[str, float]]
     source: str
 
     BAND_KEYS = ("ttft_p10", "ttft_p90", "tpot_p10", "tpot_p90")
+    #: status_mode: ``fitted`` chips (kernel tables) or the others (``sourced``, and priors), static or continuous
+    BANDS = ("fitted_continuous", "fitted_static", "sourced_continuous", "sourced_static")
+
+    def bands(self, status: str) -> tuple[Mapping[str, float], Mapping[str, float]]:
+        """The (static, continuous) bands of a chip whose kernel models are ``status``."""
+        kind = "fitted" if status == "fitted" else "sourced"
+        return self.band[f"{kind}_static"], self.band[f"{kind}_continuous"]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str) -> "ServingProfile":
         data = dict(data)
         _check_keys(data, {f.name for f in fields(cls)}, origin)
-        _check_keys(data["band"], set(cls.BAND_KEYS), origin)
+        band = data["band"]
+        if isinstance(band, Mapping) and set(band) == set(cls.BAND_KEYS):  # one band for every status and mode
+            band = dict.fromkeys(cls.BANDS, band)
+        _check_keys(band, set(cls.BANDS), origin)
+        for key in cls.BANDS:
+            _check_keys(band[key], set(cls.BAND_KEYS), f"{origin}: band.{key}")
         for key in ("step_overhead_s", "sequence_overhead_s", "launch_s", "kernel_gap_s", "graph_fixed_share",
                     "prefill_interference",
                     "ramp", "prefill_chunk_tokens", "request_overhead_s", "memory_utilization"):
             data[key] = float(data[key])
             if data[key] < 0:
                 raise SpecError(f"{origin}: {key} must not be negative, got {data[key]}")
-        data["band"] = {k: float(v) for k, v in data["band"].items()}
+        data["band"] = {key: {k: float(v) for k, v in band[key].items()} for key in cls.BANDS}
         return cls(**data)
 
 

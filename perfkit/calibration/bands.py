@@ -90,6 +90,9 @@ def static_bands(backend: str) -> dict[str, dict[str, float]]:
 def bands(continuous: dict[str, float], backend: str) -> dict[str, dict[str, float]]:
     """A profile's four bands from its fitted continuous band and its kernel backend."""
     static = static_bands(backend)
-    widened = {k: continuous[k] * static["sourced_static"][k] / static["fitted_static"][k] for k in continuous}
-    return {"fitted_continuous": dict(continuous), "fitted_static": static["fitted_static"],
-            "sourced_continuous": widened, "sourced_static": static["sourced_static"]}
+    fitted, sourced = static["fitted_static"], static["sourced_static"]
+    # a chip without tables is never known better than one with them: its band only widens
+    wider = {k: (min if k.endswith("p10") else max)(fitted[k], sourced[k]) for k in fitted}
+    widened = {k: continuous[k] * wider[k] / fitted[k] for k in continuous}
+    return {"fitted_continuous": dict(continuous), "fitted_static": fitted,
+            "sourced_continuous": widened, "sourced_static": wider}

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import catalog
 from ..specs import ServingProfile
+from . import bands
 from .predict import predict
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,15 @@ def fit(measured: pd.DataFrame, max_nfev: int = 60, engines: Iterable[str] = ENG
                            max_nfev=max_nfev, diff_step=1e-3)
     hardware, profiles = _unpack(lo + result.x * scale, archs, engine_names)
     errors = residuals(result.x).reshape(2, -1)
-    band = {}
-    for i, k in enumerate(("ttft", "tpot")):
-        ratio = np.exp(-errors[i])  # measured / predicted
-        band[f"{k}_p10"], band[f"{k}_p90"] = (float(q) for q in np.quantile(ratio, [0.1, 0.9]))
-    profiles = {n: dataclasses.replace(p, band=band) for n, p in profiles.items()}
+    engine_of = rows["backend"].to_numpy()
+    for name, profile in profiles.items():
+        # the engine's own training residuals (all engines' where it has few rows)
+        own = engine_of == name if (engine_of == name).sum() >= 30 else np.ones(len(rows), bool)
+        continuous = {}
+        for i, k in enumerate(("ttft", "tpot")):
+            ratio = np.exp(-errors[i][own])  # measured / predicted
+            continuous[f"{k}_p10"], continuous[f"{k}_p90"] = (float(q) for q in np.quantile(ratio, [0.1, 0.9]))
+        profiles[name] = dataclasses.replace(profile, band=bands.bands(continuous, profile.kernels))
     profiles["generic"] = generic_profile(profiles.values())
     log.info("fit: %d rows, cost %.3f, %d evaluations", len(rows), result.cost, result.nfev)
     return FitResult(hardware, profiles, len(rows), float(result.cost))
@@ -146,5 +151,6 @@ def generic_profile(profiles) -> ServingProfile:
     """The ``generic`` profile: the parameter-wise median of the fitted engines' profiles."""
     profiles = list(profiles)
     values = {k: float(np.median([getattr(p, k) for p in profiles])) for k in PROFILE_BOUNDS}
-    band = {k: float(np.median([p.band[k] for p in profiles])) for k in profiles[0].band}
+    band = {key: {k: float(np.median([p.band[key][k] for p in profiles])) for k in ServingProfile.BAND_KEYS}
+            for key in ServingProfile.BANDS}
     return dataclasses.replace(catalog.serving_profile("generic"), band=band, **values)

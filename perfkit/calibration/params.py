@@ -27,20 +27,18 @@ ramp: {ramp:.6g}                      # share of a full-batch prefill a request 
 prefill_chunk_tokens: {prefill_chunk_tokens:.6g}      # prompt tokens per engine step under chunked prefill (each chunk rides a decode step)
 memory_utilization: {memory_utilization:.6g}         # share of chip memory the engine takes for weights, activations and KV cache
 request_overhead_s: {request_overhead_s:.6g}        # per request before its first token: HTTP, tokenization, admission
-band:                           # measured/predicted ratio quantiles of the fit's training residuals (uncertainty)
-  ttft_p10: {ttft_p10:.4g}
-  ttft_p90: {ttft_p90:.4g}
-  tpot_p10: {tpot_p10:.4g}
-  tpot_p90: {tpot_p90:.4g}
+band:                           # measured/predicted quantiles by kernel calibration status and mode (calibration/bands.py)
+{bands}
 source: "{source}"
 """
 
 
 def write_profile(profile: ServingProfile, folder: Path) -> Path:
     values = {k: getattr(profile, k) for k in (*PROFILE_BOUNDS, "memory_utilization")}
+    bands = "\n".join(f"  {key}: {{" + ", ".join(f"{k}: {v:.4g}" for k, v in profile.band[key].items()) + "}"
+                      for key in ServingProfile.BANDS)
     text = PROFILE_TEMPLATE.format(name=profile.name, description=profile.description, source=profile.source,
-                                   kernels=profile.kernels,
-                                   **values, **profile.band)
+                                   kernels=profile.kernels, bands=bands, **values)
     path = Path(folder) / f"{profile.name}.yaml"
     path.write_text(text)
     return path

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..specs import HardwareSpec, ModelSpec, ServingProfile, TransferProfile
-from . import layout, load, price, system
+from . import kernel_time, layout, load, price, system
 from .costs import Pass
 from .timing import handoff_seconds
 
@@ -112,7 +112,7 @@ def evaluate_disaggregated(model: ModelSpec, hw: HardwareSpec, prefill_cfg, deco
     for key in ("weight_memory_gb", "activation_memory_gb", "kv_cache_gb"):
         out[key] = pre[key] + dec[key]
     out["total_memory_gb"] = out["weight_memory_gb"] + out["activation_memory_gb"] + out["kv_cache_gb"]
-    band = profile.band
+    _, band = profile.bands(kernel_time.status(hw))  # a disaggregated deployment serves a closed loop
     for k in ("ttft", "tpot"):
         for q in ("p10", "p90"):
             out[f"{k}_ms_{q}"] = out[f"{k}_ms"] * band[f"{k}_{q}"]

@@ -92,6 +92,11 @@ def _gathered(hw, models: KernelModels, backend, family, chosen, compute=None):
     return values, peak
 
 
+def status(hw: HardwareSpec) -> str:
+    """``fitted`` (the chip's own kernel tables), ``sourced`` (published microbenchmarks) or ``prior``."""
+    return hw.kernels.status if hw.kernels is not None else "prior"
+
+
 def kernel_models(hw: HardwareSpec) -> KernelModels:
     """The chip's kernel models: its file's ``kernels:`` block, else :func:`priors`."""
     return hw.kernels if hw.kernels is not None else priors(hw)

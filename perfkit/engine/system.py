@@ -186,7 +186,8 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, cfg, profile: ServingProfile) -
 
     ttft_ms, tpot_ms = ttft_s * 1e3, tpot_s * 1e3
     shape = np.broadcast(total_batch, isl, osl, chips, ttft_ms, tpot_ms).shape
-    band = profile.band
+    static, continuous = profile.bands(kernel_time.status(hw))
+    band = {k: where(mode == CONTINUOUS, continuous[k], static[k]) for k in static}
     loaded = {}
     if "arrival_rate_qps" in cfg:  # an open-loop load (validated to come with continuous batching)
         prices = step_prices(model, hw, profile, cfg, batch, prefill["seconds"], mem, replica_chips)
