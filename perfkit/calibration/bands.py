@@ -18,6 +18,8 @@ Chips whose file has no ``kernels:`` block (priors) take the sourced bands.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -68,6 +70,7 @@ def _band(ratios: pd.DataFrame) -> dict[str, float]:
     return band
 
 
+@lru_cache(maxsize=4)
 def static_bands(backend: str) -> dict[str, dict[str, float]]:
     """``fitted_static`` and ``sourced_static`` for a kernel backend (``trtllm``, ``vllm``)."""
     fitted = []
