@@ -64,10 +64,10 @@ def test_wide_layout_slips_are_read_as_the_single_node_layout_they_repeat(measur
 
 def test_moe_layers_span_at_least_moe_tp_times_moe_ep_gpus(measured):
     """vLLM Qwen3-235B-A22B rows declare tp_size 1 with moe_tp_size 2: 235 GB of fp8 weights need both GPUs."""
-    moe = measured[measured["model_id"].isin(["Qwen/Qwen3-235B-A22B", "deepseek-ai/DeepSeek-R1",
+    moe = measured[measured["model_id"].isin(["Qwen/Qwen3-235B-A22B-FP8", "deepseek-ai/DeepSeek-R1",
                                                "openai/gpt-oss-120b"])]
     assert (moe["decode_gpus"] >= moe["decode_moe_tp"] * moe["decode_moe_ep"]).all()
-    qwen = measured[measured["model_id"].eq("Qwen/Qwen3-235B-A22B") & measured["system"].eq("h200_sxm")]
+    qwen = measured[measured["model_id"].eq("Qwen/Qwen3-235B-A22B-FP8") & measured["system"].eq("h200_sxm")]
     assert qwen["decode_gpus"].min() >= 2
 
 

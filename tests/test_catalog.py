@@ -355,7 +355,8 @@ def serving_dir(tmp_path, monkeypatch):
     ("step_overhead_s", "-0.001", r"step_overhead_s must be a number between 0 and 10, got -0\.001"),
     ("memory_utilization", "1.5", r"memory_utilization must be a fraction in \(0, 1\]"),
     ("ramp", "'0.1'", r"ramp must be a number between 0 and 1000, got the string '0\.1'"),
-    ("ttft_p10", "9.5", r"band\.ttft_p10 \(9\.5\) exceeds band\.ttft_p90"),
+    ("fitted_continuous", "{ttft_p10: 9.5, ttft_p90: 1.4, tpot_p10: 0.9, tpot_p90: 1.1}",
+     r"band\.fitted_continuous\.ttft_p10 \(9\.5\) exceeds band\.fitted_continuous\.ttft_p90"),
 ])
 def test_broken_serving_profile_names_entry_and_field(serving_dir, field, value, message):
     path = serving_dir / "vllm.yaml"

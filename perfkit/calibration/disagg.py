@@ -32,7 +32,9 @@ from .predict import profile_name, side_flat
 log = logging.getLogger(__name__)
 
 #: The fitted fields of a :class:`TransferProfile`, with their bounds.
-FITTED = {"kv_transfer_overhead_s": (0.0, 2.0), "kv_transfer_efficiency": (0.02, 1.0),
+# the per-request hand-off set-up (connector handshake, block lookup) takes milliseconds, not the seconds a
+# closed-loop harness adds to TTFT: bounded so, it cannot stand in for the prefill queue
+FITTED = {"kv_transfer_overhead_s": (0.0, 0.01), "kv_transfer_efficiency": (0.02, 1.0),
           "prefill_queue_scale": (0.0, 20.0), "prefill_pass_scale": (0.05, 20.0), "decode_step_scale": (0.05, 20.0)}
 START = {"kv_transfer_overhead_s": 0.01, "kv_transfer_efficiency": 0.5, "prefill_queue_scale": 1.0,
          "prefill_pass_scale": 1.0, "decode_step_scale": 1.0}
