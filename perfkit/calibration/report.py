@@ -144,10 +144,14 @@ def kernel_markdown(root=None) -> str:
         "`table spread` is the table's own scatter: the median of |t(m + 1) / t(m) - 1| over GEMMs measured "
         "one token apart (same shape), which no smooth model can follow.",
         "",
-        "Known gaps: vLLM's block-quantized fp8 GEMMs on Blackwell (B200, B300, GB200, GB300) are host-bound "
-        "in the table, 270-900 us per call whatever the shape (GB300's two GEMMs one token apart differ by a "
-        "median 38%), so their error is that noise; the engine should take the TensorRT-LLM fit there (the "
-        "same kernels without the per-call host work). L40S (96 MB of L2, power-capped clocks) keeps p90 near "
+        "Known gaps: vLLM's block-quantized fp8 GEMMs (Hopper 58 us, Blackwell and L40S 170-340 us per call "
+        "whatever the shape) are host-bound in the table: their fits are left out of the hardware files "
+        "(`perfkit.calibration.kernels.HOST_BOUND_S`) and vLLM and SGLang run TensorRT-LLM's block-fp8 fit "
+        "(the same kernels without the per-call host work). Decode attention on TensorRT-LLM keeps p90 near "
+        "30-40% (its kernels switch in steps: grouped or per-head, split-k past ~512 tokens, KV pages), vLLM "
+        "prefill attention's efficiency differs by head configuration (median 9-14%), whole MoE layers miss on "
+        "vLLM Blackwell (DeepSeek-V3's grouped routing divides over expert parallelism unlike every training "
+        "shape) and TensorRT-LLM's w4a8 MXFP4 kernel (a staircase in tokens). L40S (96 MB of L2, power-capped clocks) keeps p90 near "
         "30%: large GEMMs slow down as the clocks drop, and mid-size weights are partly L2-resident between "
         "the table's repeated calls. Block-scaled fp8 rows with n or k below one 128 x 128 block (a fallback "
         "path no model layer meets) are neither fitted nor scored.",
