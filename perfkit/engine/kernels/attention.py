@@ -94,7 +94,8 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     """``paged``: 1 where the grouped kernel runs, 0 where the per-head one does."""
     p = params
     pad = p["context_pad"] * paged
-    read_tokens = (tokens ** 4 + pad ** 4) ** 0.25  # at least context_pad: whole pages
+    tokens2, pad2 = tokens * tokens, pad * pad
+    read_tokens = np.sqrt(np.sqrt(tokens2 * tokens2 + pad2 * pad2))  # (t^4 + pad^4)^(1/4): whole pages
     read = batch * kv_bytes_per_token * read_tokens
     chunks = read_tokens / p["split_tokens"]  # split-k chunks of the tokens read
     streams = batch * streams * (1.0 + chunks)
@@ -108,7 +109,9 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     head_s = np.where(fallback, p["fallback_head_s"], p["head_s"])
     rate = peak_flops_per_s * np.where(fallback, p["fallback_compute"], p["compute"])
     compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
-    split = p["split_s"] * chunks ** 4 / (1.0 + chunks ** 4)  # a smooth step at split_tokens
+    chunks4 = chunks * chunks
+    chunks4 = chunks4 * chunks4
+    split = p["split_s"] * chunks4 / (1.0 + chunks4)  # a smooth step at split_tokens
     return launch + split + batch * p["sequence_s"] + transfer + compute
 
 

@@ -76,8 +76,11 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
                  / (params["plateau"] * peak_flops_per_s))
     p = params["sharpness"]
     big = np.maximum(t_read, t_compute)
-    # the p-norm written around the larger term, so that no power overflows
+    # the p-norm written around the larger term (whose own ratio is 1), so that no power overflows
+    small = np.minimum(t_read, t_compute) / big
     serial = params["k_step_s"] * k * params["k_split"] / (k + params["k_split"])
-    switch = params["switch_s"] / (1.0 + (params["switch_m"] / m) ** 4)
+    ratio = params["switch_m"] / m
+    ratio = ratio * ratio
+    switch = params["switch_s"] / (1.0 + ratio * ratio)  # a smooth step at switch_m rows: 1 / (1 + (s/m)^4)
     fixed = params["launch_s"] + switch + serial + params["row_s"] * m
-    return big * ((t_read / big) ** p + (t_compute / big) ** p) ** (1.0 / p) + fixed
+    return big * (1.0 + small ** p) ** (1.0 / p) + fixed
