@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import cache, lru_cache
@@ -148,7 +149,7 @@ def model_spec(model_id: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``model_id`` (local folders, then bundled, then the hub)."""
     found = _model_spec(check_model_id(model_id))
     if found is None:  # neither local nor bundled: ask the hub (bounded, with a deadline, failures remembered)
-        found = _hub_model_spec(model_id, int(time.monotonic() // HUB_NEGATIVE_TTL_S))
+        found = _hub_lookup(model_id)
     if isinstance(found, PerfkitError):
         raise _fresh(found)
     return found
@@ -202,16 +203,35 @@ def _unknown_model(model_id: str, why: str) -> NotFoundError:
                          + choices_text(model_id, list_models()), field="model_id")
 
 
+#: model id -> how many times its remembered failure expired and was retried (bounded like the cache).
+_HUB_RETRIES: OrderedDict = OrderedDict()
+
+
+def _hub_lookup(model_id: str) -> ModelSpec | PerfkitError:
+    """The hub's answer for ``model_id``: a failure is remembered for :data:`HUB_NEGATIVE_TTL_S` seconds from
+    when it happened, then asked again."""
+    retries = _HUB_RETRIES.get(model_id, 0)
+    found, at = _hub_model_spec(model_id, retries)
+    if isinstance(found, PerfkitError) and time.monotonic() - at > HUB_NEGATIVE_TTL_S:
+        _HUB_RETRIES[model_id] = retries + 1
+        _HUB_RETRIES.move_to_end(model_id)
+        while len(_HUB_RETRIES) > HUB_CACHE_SIZE:
+            _HUB_RETRIES.popitem(last=False)
+        found, at = _hub_model_spec(model_id, retries + 1)
+    return found
+
+
 @lru_cache(maxsize=HUB_CACHE_SIZE)
-def _hub_model_spec(model_id: str, epoch: int) -> ModelSpec | PerfkitError:
-    """A hub model's spec or its error, remembered for this ``epoch`` of :data:`HUB_NEGATIVE_TTL_S` seconds."""
-    del epoch  # part of the cache key only: a failure is retried in the next epoch
+def _hub_model_spec(model_id: str, retry: int) -> tuple[ModelSpec | PerfkitError, float]:
+    """A hub model's spec or its error, and when it was fetched (``retry``: part of the key only, so that an
+    expired failure is fetched anew)."""
+    del retry
     try:
-        return _build_model(model_id, _hub_config_text(model_id))
+        return _build_model(model_id, _hub_config_text(model_id)), time.monotonic()
     except HubBusy:  # about the server's load, not about this id: raised, so not remembered
         raise
     except PerfkitError as exc:
-        return exc
+        return exc, time.monotonic()
 
 
 class HubBusy(NotFoundError):

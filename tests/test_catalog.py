@@ -468,6 +468,32 @@ def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_m
     assert catalog._hub_model_spec.cache_info().maxsize == catalog.HUB_CACHE_SIZE
 
 
+def test_a_remembered_hub_failure_is_asked_again_once_it_is_older_than_its_ttl(monkeypatch, fresh_models):
+    """A failure is remembered from when it happened (not until a clock epoch turns, which could forget it
+    a moment later), then retried."""
+    import huggingface_hub
+
+    calls = []
+
+    def missing(**kwargs):
+        calls.append(kwargs["repo_id"])
+        raise OSError("404")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(catalog, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    client = catalog.HubClient(threads=2, timeout_s=5.0)
+    monkeypatch.setattr(catalog, "_hub", lambda: client)
+    for _ in range(2):
+        with pytest.raises(NotFoundError, match="not found on the Hugging Face hub"):
+            catalog.model_spec("acme/missing")
+    assert calls == ["acme/missing"]  # remembered
+    monkeypatch.setattr(catalog, "HUB_NEGATIVE_TTL_S", 0.0)
+    with pytest.raises(NotFoundError, match="not found on the Hugging Face hub"):
+        catalog.model_spec("acme/missing")
+    assert calls == ["acme/missing", "acme/missing"]  # expired: asked again
+
+
 # -- any config.json: a spec with physical figures, or a SpecError; never another exception ------------------
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
