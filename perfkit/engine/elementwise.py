@@ -52,14 +52,14 @@ def where(condition, x, y):
 
 
 def as_float(a):
-    """``np.asarray(a, dtype=np.float64)``; of a scalar, a ``np.float64`` scalar. numpy's arithmetic between an
+    """``np.asarray(a, dtype=np.float64)``; of a scalar (int, float or their numpy types), a ``np.float64``. numpy's arithmetic between an
     ``np.int64`` and a float costs about 1 us a scalar operation, float64 with float64 a tenth of it: a value
     that enters many such operations is cheaper made a float once (the same values: integers below 2**53 are
     exact floats)."""
     kind = type(a)
     if kind is np.float64:
         return a
-    if kind is np.int64 or kind is int:
+    if kind is np.int64 or kind is int or kind is float:
         return np.float64(a)
     return np.asarray(a, dtype=np.float64)
 

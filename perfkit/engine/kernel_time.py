@@ -16,6 +16,7 @@ import numpy as np
 from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY, DTYPES
 from ..specs import KERNEL_VARIANT_FALLBACK, HardwareSpec, KernelModels, ModelSpec
 from .costs import AttentionCore, Experts, LayerCost
+from .elementwise import minimum
 from .kernels import FAMILIES as CLOSED_FORMS
 from .kernels import attention, gemm, moe
 
@@ -159,7 +160,7 @@ def core_time(kt: KernelTable, hw: HardwareSpec, model: ModelSpec, core: Attenti
         if core.prefill:  # each context-parallel rank attends its share of the pairs
             t = core.ranks * attention.context_attention_seconds(
                 params, core.batch, core.new, core.heads, core.kv_heads, core.head_dim, window, peak, hbm,
-                np.minimum(BYTES_ARRAY[kv], 2.0))
+                minimum(BYTES_ARRAY[kv], 2.0))
         else:
             t = attention.generation_attention_seconds(params, core.batch, core.context, core.heads, core.kv_heads,
                                                        core.head_dim, window, BYTES_ARRAY[kv], peak, hbm)
@@ -174,7 +175,7 @@ def experts_time(kt: KernelTable, hw: HardwareSpec, experts: Experts, dtype, fix
     table, peaks = kt.moe
     params = _params(table, dtype, fixed)
     params["cache_bytes"] = 0.0
-    touched = 1.0 - np.power(1.0 - experts.topk / experts.experts, experts.tokens)
+    touched = 1.0 - (1.0 - experts.topk / experts.experts) ** experts.tokens
     seconds = moe.moe_seconds(params, experts.tokens, experts.hidden, experts.inter, experts.topk,
                               experts.experts, experts.tp, experts.ep, BYTES_ARRAY[dtype], peaks[dtype],
                               hw.hbm_bytes_per_s, touched)

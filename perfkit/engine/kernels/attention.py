@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..elementwise import as_float, minimum, where
 #: One fitted prefill curve (context_attention, context_mla): names and physical bounds.
 PREFILL_PARAMS: dict[str, tuple[float, float]] = {
     "launch_s": (0.0, 1e-3),            # fixed cost per call, s
@@ -73,9 +74,9 @@ def context_variant(attn_dtype: str, kv_dtype: str) -> str:
 def attended_pairs(isl, window):
     """(query, key) pairs per sequence and head of causal prefill over ``isl`` new tokens, each query seeing
     itself and the keys before it, or only the last ``window`` keys (``window`` = 0: no window)."""
-    isl = np.asarray(isl, dtype=float)
-    window = np.asarray(window, dtype=float)
-    seen = np.where(window > 0, np.minimum(isl, window), isl)  # the most keys any query sees
+    isl = as_float(isl)
+    window = as_float(window)
+    seen = where(window > 0, minimum(isl, window), isl)  # the most keys any query sees
     return seen * isl - seen * (seen - 1.0) / 2.0  # the first ones see 1..seen keys, the rest seen each
 
 
@@ -95,7 +96,7 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     p = params
     pad = p["context_pad"] * paged
     tokens2, pad2 = tokens * tokens, pad * pad
-    read_tokens = np.sqrt(np.sqrt(tokens2 * tokens2 + pad2 * pad2))  # (t^4 + pad^4)^(1/4): whole pages
+    read_tokens = (tokens2 * tokens2 + pad2 * pad2) ** 0.25  # (t^4 + pad^4)^(1/4): whole pages
     read = batch * kv_bytes_per_token * read_tokens
     chunks = read_tokens / p["split_tokens"]  # split-k chunks of the tokens read
     streams = batch * streams * (1.0 + chunks)
@@ -105,9 +106,9 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     plateau = hbm_bytes_per_s * p["hbm"]
     transfer = (read * (1.0 + p["half_streams"] / streams) + p["half_bytes"]) / plateau
     fallback = paged < 0.5
-    launch = np.where(fallback, p["fallback_launch_s"], p["launch_s"])
-    head_s = np.where(fallback, p["fallback_head_s"], p["head_s"])
-    rate = peak_flops_per_s * np.where(fallback, p["fallback_compute"], p["compute"])
+    launch = where(fallback, p["fallback_launch_s"], p["launch_s"])
+    head_s = where(fallback, p["fallback_head_s"], p["head_s"])
+    rate = peak_flops_per_s * where(fallback, p["fallback_compute"], p["compute"])
     compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
     chunks4 = chunks * chunks
     chunks4 = chunks4 * chunks4
@@ -127,9 +128,9 @@ def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, win
     >>> bool(t[1] > 3 * t[0])
     True
     """
-    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    batch, isl = as_float(batch), as_float(isl)
     io = batch * isl * (2.0 * heads + 2.0 * kv_heads) * head_dim * io_bytes_per_element
-    window = np.asarray(window, dtype=float)
+    window = as_float(window)
     edges = 1.0 + ((window > 0) & (isl > window))  # a sliding window masks tiles at both of its ends
     return _prefill(params, batch, isl, heads, attended_pairs(isl, window), edges, 4.0 * head_dim, io,
                     peak_flops_per_s, hbm_bytes_per_s)
@@ -149,15 +150,15 @@ def generation_attention_seconds(params, batch, context, heads, kv_heads, head_d
     >>> bool(t[1] < t[0])
     True
     """
-    context, window = np.asarray(context, dtype=float), np.asarray(window, dtype=float)
-    heads, kv_heads = np.asarray(heads, dtype=float), np.asarray(kv_heads, dtype=float)
+    context, window = as_float(context), as_float(window)
+    heads, kv_heads = as_float(heads), as_float(kv_heads)
     group = heads / kv_heads
     # the grouped kernel reads whole KV pages (also those a window's edge cuts); MHA and groups beyond
     # max_group run the per-head kernel, which reads token by token
     paged = ((group > 1.0) & (group <= params["max_group"])).astype(float)
-    tokens = np.where(window > 0, np.minimum(context, window + params["window_pad"] * paged), context)
-    return _decode(params, np.asarray(batch, dtype=float), tokens,
-                   2.0 * kv_heads * head_dim * np.asarray(kv_bytes_per_element, dtype=float), kv_heads,
+    tokens = where(window > 0, minimum(context, window + params["window_pad"] * paged), context)
+    return _decode(params, as_float(batch), tokens,
+                   2.0 * kv_heads * head_dim * as_float(kv_bytes_per_element), kv_heads,
                    heads, 4.0 * head_dim, paged, peak_flops_per_s, hbm_bytes_per_s)
 
 
@@ -166,7 +167,7 @@ def context_mla_seconds(params, batch, isl, heads, qk_head_dim, v_head_dim, peak
     """Seconds of one MLA prefill call: the expanded ``heads`` on this chip, each a causal attention with
     query/key width ``qk_head_dim`` (nope + rope, 192 for DeepSeek-V3) and value width ``v_head_dim`` (128),
     ``2 * (qk_head_dim + v_head_dim)`` FLOPs per (query, key) pair."""
-    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    batch, isl = as_float(batch), as_float(isl)
     io = batch * isl * heads * (2.0 * qk_head_dim + 2.0 * v_head_dim) * io_bytes_per_element
     return _prefill(params, batch, isl, heads, attended_pairs(isl, 0), 1.0, 2.0 * (qk_head_dim + v_head_dim), io,
                     peak_flops_per_s, hbm_bytes_per_s)
@@ -179,8 +180,8 @@ def generation_mla_seconds(params, batch, context, heads, kv_lora_rank, qk_rope_
     which score against it (``kv_lora_rank + qk_rope_head_dim``) and read values from it (``kv_lora_rank``):
     ``2 * heads * (2 * kv_lora_rank + qk_rope_head_dim)`` FLOPs per cached token."""
     latent = kv_lora_rank + qk_rope_head_dim
-    return _decode(params, np.asarray(batch, dtype=float), np.asarray(context, dtype=float),
-                   latent * np.asarray(kv_bytes_per_element, dtype=float), 1.0, np.asarray(heads, dtype=float),
+    return _decode(params, as_float(batch), as_float(context),
+                   latent * as_float(kv_bytes_per_element), 1.0, as_float(heads),
                    2.0 * (latent + kv_lora_rank), 1.0, peak_flops_per_s, hbm_bytes_per_s)
 
 

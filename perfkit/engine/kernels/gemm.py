@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..elementwise import as_float, maximum, minimum
 #: Variant (the dtype of a ``kernels.<backend>.gemm`` entry) -> the peak (``peak_flops_per_s`` key) it
 #: computes at: weight-only int8/int4 dequantize to 16-bit, ``int8`` is W8A8 (SmoothQuant) on int8 cores.
 COMPUTE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4", "int8": "int8",
@@ -67,7 +68,7 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
     >>> bool(t[0] >= 8192 * 8192 * 2 / (0.8 * 3.35e12)), bool(t[1] >= 2 * 65536 * 8192 ** 2 / (0.8 * 989e12))
     (True, True)
     """
-    m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    m, n, k = (as_float(x) for x in (m, n, k))
     moved = n * k * weight_bytes + (m * k + m * n) * activation_bytes
     weights = n * k * weight_bytes
     resident = params["l2_share"] / (1.0 + (weights / params["l2_bytes"]) ** 2)
@@ -75,9 +76,9 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
     t_compute = (2.0 * (m + params["m_half"]) * (n + params["n_half"]) * (k + params["k_half"])
                  / (params["plateau"] * peak_flops_per_s))
     p = params["sharpness"]
-    big = np.maximum(t_read, t_compute)
+    big = maximum(t_read, t_compute)
     # the p-norm written around the larger term (whose own ratio is 1), so that no power overflows
-    small = np.minimum(t_read, t_compute) / big
+    small = minimum(t_read, t_compute) / big
     serial = params["k_step_s"] * k * params["k_split"] / (k + params["k_split"])
     ratio = params["switch_m"] / m
     ratio = ratio * ratio

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..elementwise import as_float, maximum, minimum
 #: The fitted curve's parameters and their physical bounds (checked for every hardware YAML value).
 PARAMS: dict[str, tuple[float, float]] = {
     "plateau": (0.02, 1.0),        # fraction of the dtype's peak FLOP/s the grouped GEMMs reach at large rows
@@ -73,7 +74,7 @@ MATRICES = 3
 
 def balanced_touched(tokens, topk, experts):
     """Fraction of the experts that receive at least one row when ``tokens * topk`` rows are spread evenly."""
-    return np.minimum(1.0, np.asarray(tokens, dtype=float) * topk / experts)
+    return minimum(1.0, as_float(tokens) * topk / experts)
 
 
 def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, weight_bytes_per_element,
@@ -97,7 +98,7 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     >>> bool(t1 < t2)
     True
     """
-    tokens = np.asarray(tokens, dtype=float)
+    tokens = as_float(tokens)
     if touched is None:
         touched = balanced_touched(tokens, topk, experts)
     share = params["ep_share"]
@@ -111,7 +112,7 @@ def moe_seconds(params, tokens, hidden, inter, topk, experts, moe_tp, moe_ep, we
     # read from HBM falls from all of it (weights >> cache) to nothing (weights << cache)
     # the call's working set: the touched weights plus the input tokens and the permuted rows (16-bit)
     footprint = read + (tokens + rows) * hidden * ACTIVATION_BYTES
-    miss = 1.0 / (1.0 + (params["cache_bytes"] / np.maximum(footprint, 1.0)) ** params["cache_sharpness"])
+    miss = 1.0 / (1.0 + (params["cache_bytes"] / maximum(footprint, 1.0)) ** params["cache_sharpness"])
     weights = read * miss / (params["weight_bw"] * hbm_bytes_per_s) + params["expert_s"] * active
     per_token = ((params["token_passes"] * tokens + params["row_passes"] * rows) * hidden * ACTIVATION_BYTES
                  * miss / hbm_bytes_per_s)
