@@ -128,9 +128,12 @@ def gemm_time(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype, fixed: 
     params = _params(table, dtype, fixed)
     params["l2_share"] = 0.0  # a served model's layers evict each other's weights from the L2 cache
     peak, wbytes, abytes = peaks[dtype], BYTES_ARRAY[dtype], ACTIVATION_BYTES_ARRAY[dtype]
-    total = 0.0
+    total, rows = 0.0, {}
     for g in cost.gemms:
-        total = total + g.count * gemm.gemm_seconds(params, g.m, g.n, g.k, peak, hw.hbm_bytes_per_s, wbytes, abytes)
+        if id(g.m) not in rows:  # a layer's GEMMs share their rows: their row-only cost is computed once
+            rows[id(g.m)] = gemm.row_seconds(params, g.m)
+        total = total + g.count * gemm.gemm_seconds(params, g.m, g.n, g.k, peak, hw.hbm_bytes_per_s, wbytes, abytes,
+                                                    rows[id(g.m)])
     return total
 
 

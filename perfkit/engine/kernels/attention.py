@@ -97,23 +97,25 @@ def _decode(params, batch, tokens, kv_bytes_per_token, streams, heads, flops_per
     pad = p["context_pad"] * paged
     tokens2, pad2 = tokens * tokens, pad * pad
     read_tokens = (tokens2 * tokens2 + pad2 * pad2) ** 0.25  # (t^4 + pad^4)^(1/4): whole pages
-    read = batch * kv_bytes_per_token * read_tokens
+    per_sequence = kv_bytes_per_token * read_tokens  # bytes each sequence reads
     chunks = read_tokens / p["split_tokens"]  # split-k chunks of the tokens read
-    streams = batch * streams * (1.0 + chunks)
     # a read at the plateau bandwidth, slowed by (1 + half_streams / streams) where too few streams fill the
-    # chip, plus a fixed latency worth half_bytes at the plateau. read / streams ~ t / (1 + t / split_tokens)
-    # rises with the tokens read t and does not depend on the batch, so the time never falls as either grows
+    # chip (streams = batch x streams x (1 + chunks)), plus a fixed latency worth half_bytes at the plateau:
+    # batch x per_sequence x (1 + half_streams / streams) = batch x per_sequence + half_streams x per_stream,
+    # with per_stream ~ t / (1 + t / split_tokens) rising with the tokens read t and free of the batch, so the
+    # time never falls as either grows (the terms free of the batch are computed before it multiplies in)
+    per_stream = per_sequence / (streams * (1.0 + chunks))
     plateau = hbm_bytes_per_s * p["hbm"]
-    transfer = (read * (1.0 + p["half_streams"] / streams) + p["half_bytes"]) / plateau
     fallback = paged < 0.5
     launch = where(fallback, p["fallback_launch_s"], p["launch_s"])
     head_s = where(fallback, p["fallback_head_s"], p["head_s"])
     rate = peak_flops_per_s * where(fallback, p["fallback_compute"], p["compute"])
-    compute = batch * heads * (head_s + tokens * flops_per_head_token / rate)
     chunks4 = chunks * chunks
     chunks4 = chunks4 * chunks4
     split = p["split_s"] * chunks4 / (1.0 + chunks4)  # a smooth step at split_tokens
-    return launch + split + batch * p["sequence_s"] + transfer + compute
+    once = launch + split + (p["half_streams"] * per_stream + p["half_bytes"]) / plateau
+    each = per_sequence / plateau + p["sequence_s"] + heads * (head_s + tokens * flops_per_head_token / rate)
+    return once + batch * each
 
 
 def context_attention_seconds(params, batch, isl, heads, kv_heads, head_dim, window,

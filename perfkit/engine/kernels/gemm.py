@@ -51,14 +51,24 @@ PARAMS: dict[str, tuple[float, float]] = {
 }
 
 
-def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_bytes, activation_bytes=2.0):
+def row_seconds(params, m):
+    """The fixed cost that depends on the rows alone: the smooth switch at ``switch_m`` rows from the skinny
+    kernel to the tiled one, and ``row_s`` per row (shared by the GEMMs of one layer, which see the same m)."""
+    ratio = params["switch_m"] / m
+    ratio = ratio * ratio
+    return params["switch_s"] / (1.0 + ratio * ratio) + params["row_s"] * m  # 1 / (1 + (s/m)^4): a step
+
+
+def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_bytes, activation_bytes=2.0,
+                 rows_s=None):
     """Seconds of one GEMM of ``m`` tokens by a ``k x n`` weight.
 
     ``params``: a mapping of :data:`PARAMS` names to floats or arrays (broadcast with the shapes, so one call
     can evaluate several dtypes); ``m, n, k``: array-likes of the GEMM shape; ``peak_flops_per_s``: the
     chip's dense peak for the format the GEMM computes in; ``hbm_bytes_per_s``: the chip's HBM bandwidth;
     ``weight_bytes``: bytes per weight element (2 bf16, 1 fp8/int8, 0.5 fp4/int4); ``activation_bytes``:
-    bytes per activation element read and written (2: 16-bit activations).
+    bytes per activation element read and written (2: 16-bit activations); ``rows_s``: :func:`row_seconds`
+    of these ``m`` and ``params`` where the caller has it already.
 
     >>> p = {"plateau": 0.8, "bandwidth": 0.8, "m_half": 0.0, "n_half": 0.0, "k_half": 0.0, "sharpness": 4.0,
     ...      "launch_s": 0.0,
@@ -69,19 +79,17 @@ def gemm_seconds(params, m, n, k, peak_flops_per_s, hbm_bytes_per_s, weight_byte
     (True, True)
     """
     m, n, k = (as_float(x) for x in (m, n, k))
-    moved = n * k * weight_bytes + (m * k + m * n) * activation_bytes
+    # the terms of the weight shape alone first, then the few that carry the rows m (the big arrays)
     weights = n * k * weight_bytes
     resident = params["l2_share"] / (1.0 + (weights / params["l2_bytes"]) ** 2)
-    t_read = moved * (1.0 - resident) / (params["bandwidth"] * hbm_bytes_per_s)
-    t_compute = (2.0 * (m + params["m_half"]) * (n + params["n_half"]) * (k + params["k_half"])
-                 / (params["plateau"] * peak_flops_per_s))
+    read_s_per_byte = (1.0 - resident) / (params["bandwidth"] * hbm_bytes_per_s)
+    t_read = (weights + m * ((k + n) * activation_bytes)) * read_s_per_byte
+    t_compute = (m + params["m_half"]) * (2.0 * (n + params["n_half"]) * (k + params["k_half"])
+                                          / (params["plateau"] * peak_flops_per_s))
     p = params["sharpness"]
     big = maximum(t_read, t_compute)
     # the p-norm written around the larger term (whose own ratio is 1), so that no power overflows
     small = minimum(t_read, t_compute) / big
     serial = params["k_step_s"] * k * params["k_split"] / (k + params["k_split"])
-    ratio = params["switch_m"] / m
-    ratio = ratio * ratio
-    switch = params["switch_s"] / (1.0 + ratio * ratio)  # a smooth step at switch_m rows: 1 / (1 + (s/m)^4)
-    fixed = params["launch_s"] + switch + serial + params["row_s"] * m
+    fixed = (params["launch_s"] + serial) + (row_seconds(params, m) if rows_s is None else rows_s)
     return big * (1.0 + small ** p) ** (1.0 / p) + fixed
