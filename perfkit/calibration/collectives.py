@@ -10,7 +10,6 @@ file, ``write_blocks`` writes it into the catalog's YAML files (``perfkit calibr
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 
 from ..engine.timing import OPS, op_seconds
 from ..specs import CollectiveFit
+from . import yaml_blocks
 from .kernels.tables import SYSTEMS as CATALOG
 from .measurements import shared_data
 
@@ -127,11 +127,7 @@ def yaml_block(block: dict) -> str:
 
 def replace_block(text: str, block: dict) -> str:
     """A hardware file's text with its ``collectives:`` block replaced (or added before ``sources:``)."""
-    new = yaml_block(block)
-    pattern = re.compile(r"(?ms)^collectives:.*?(?=^\S)")
-    if pattern.search(text):
-        return pattern.sub(lambda m: new, text, count=1)
-    return re.sub(r"(?m)^sources:", lambda m: new + "sources:", text, count=1)
+    return yaml_blocks.replace_block(text, "collectives", yaml_block(block))
 
 
 def write_blocks(tables: Path, hardware_dir: Path) -> dict[str, dict]:

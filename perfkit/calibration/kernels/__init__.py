@@ -10,12 +10,12 @@ every family for the chosen systems and backends; :func:`write_blocks` writes th
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import yaml_blocks
 from . import attention, gemm, moe, split, tables
 
 #: family (key of the ``kernels.<backend>`` block) -> calibration module (``TABLE``, ``fit``, ``errors``).
@@ -104,11 +104,7 @@ def yaml_block(block: dict) -> str:
 
 def replace_block(text: str, block: dict) -> str:
     """A hardware file's text with its ``kernels:`` block replaced (or added before ``sources:``)."""
-    new = yaml_block(block)
-    pattern = re.compile(r"(?ms)^kernels:.*?(?=^\S)")
-    if pattern.search(text):
-        return pattern.sub(lambda m: new, text, count=1)
-    return re.sub(r"(?m)^sources:", lambda m: new + "sources:", text, count=1)
+    return yaml_blocks.replace_block(text, "kernels", yaml_block(block))
 
 
 def write_blocks(root, hardware_dir, systems=None, backends=tables.BACKENDS) -> dict[str, dict]:
