@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-import numpy as np
-
 from ..elementwise import as_float, minimum, where
+
 #: One fitted prefill curve (context_attention, context_mla): names and physical bounds.
 PREFILL_PARAMS: dict[str, tuple[float, float]] = {
     "launch_s": (0.0, 1e-3),            # fixed cost per call, s

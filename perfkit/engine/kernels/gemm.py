@@ -21,9 +21,8 @@ tokens (prefill) the compute term does and time grows linearly with ``m``. Pure 
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..elementwise import as_float, maximum, minimum
+
 #: Variant (the dtype of a ``kernels.<backend>.gemm`` entry) -> the peak (``peak_flops_per_s`` key) it
 #: computes at: weight-only int8/int4 dequantize to 16-bit, ``int8`` is W8A8 (SmoothQuant) on int8 cores.
 COMPUTE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "fp4", "int8": "int8",

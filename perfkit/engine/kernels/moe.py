@@ -46,9 +46,8 @@ small batches (``1 - (1 - topk / experts) ** tokens``, the engine's expectation)
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..elementwise import as_float, maximum, minimum
+
 #: The fitted curve's parameters and their physical bounds (checked for every hardware YAML value).
 PARAMS: dict[str, tuple[float, float]] = {
     "plateau": (0.02, 1.0),        # fraction of the dtype's peak FLOP/s the grouped GEMMs reach at large rows
