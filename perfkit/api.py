@@ -7,7 +7,7 @@ import numpy as np
 
 from . import catalog
 from .dtypes import DTYPES
-from .engine import layout, load
+from .engine import kernel_time, layout, load
 from .engine.system import BOTTLENECKS, evaluate, evaluate_layer
 from .errors import PerfkitError
 from .inputs import layer_config, system_config, to_arrays
@@ -270,7 +270,7 @@ def notes(model, hw, flat: dict) -> list[str]:
         if compute and compute != dtype and (dtype, compute) not in (("int4", "int8"), ("fp8_block", "fp8")):
             out.append(f"{layer_type}: {hw.chip} has no faster native {dtype} path; computed in {compute} "
                        f"(weights stored in {dtype})")
-    status = hw.kernels.status if hw.kernels is not None else "prior"
+    status = kernel_time.status(hw)
     if status != "fitted":
         how = ("sourced from public microbenchmarks on a fitted chip's curve shapes" if status == "sourced"
                else "priors of its efficiency block")

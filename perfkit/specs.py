@@ -22,7 +22,7 @@ class Efficiency:
 
     Links carry ``scaleup``/``scaleout`` of their bandwidth; elementwise kernels stream HBM at ``hbm`` of its
     bandwidth. Layers run the kernel models of :class:`KernelModels`; for a chip whose file has no
-    ``kernels:`` block the remaining figures are their priors (:meth:`HardwareSpec.kernel_models`): a GEMM of
+    ``kernels:`` block the remaining figures are their priors (:func:`perfkit.engine.kernel_time.priors`): a GEMM of
     ``m`` tokens per chip reaches ``matmul * m / (m + matmul_half_tokens)`` of peak, and the grouped GEMMs of
     mixture-of-experts layers, with ``m`` rows per active expert, ``matmul * m / (m + expert_half_tokens)``.
     """

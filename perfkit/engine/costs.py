@@ -57,7 +57,6 @@ class AttentionCore:
     heads: np.ndarray
     kv_heads: np.ndarray
     head_dim: float
-    windows: tuple[tuple[float, int], ...]
     kv_dtype: np.ndarray
     mla: bool
     prefill: bool
@@ -91,7 +90,7 @@ class LayerCost:
     collectives: list[Collective] = field(default_factory=list)
     expert_flops: np.ndarray | float = 0.0  # the part of ``flops`` in grouped expert GEMMs
     expert_rows: np.ndarray | float = 1.0  # rows per active expert in those GEMMs
-    # the kernels that do the work, for the kernel models of engine/kernels (timing.kernel_seconds)
+    # the kernels that do the work, priced by the kernel models (kernel_time.busy_seconds)
     gemms: list[Gemm] = field(default_factory=list)
     core: AttentionCore | None = None
     experts: Experts | None = None
@@ -194,8 +193,8 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         gemm_rows=tokens,
         collectives=collectives,
         gemms=[Gemm(tokens, n, k) for n, k in shapes],
-        core=AttentionCore(seqs, new, p.context / cp, core_heads, core_kv_heads, core_dim, model.window_fractions,
-                           cfg["kv_dtype"], model.is_mla, p.prefill, cp),
+        core=AttentionCore(seqs, new, p.context / cp, core_heads, core_kv_heads, core_dim, cfg["kv_dtype"],
+                           model.is_mla, p.prefill, cp),
     )
 
 

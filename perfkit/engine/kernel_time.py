@@ -2,10 +2,9 @@
 chip and serving backend and gathered by dtype so that one call prices every configuration of a sweep.
 
 A :class:`KernelTable` holds, for each family, every fitted parameter as an array over
-:data:`perfkit.dtypes.DTYPES` (the variant each dtype runs, after the fallbacks of
-:meth:`perfkit.specs.KernelModels.params`), and the peak FLOP/s each variant computes at. A chip without
-fitted tables gets its table from :meth:`perfkit.specs.HardwareSpec.kernel_models` (sourced figures or the
-priors of its ``efficiency`` block): the same closed forms, never a second formula.
+:data:`perfkit.dtypes.DTYPES` (the variant each dtype runs, after the fallbacks of :data:`FALLBACK`), and
+the peak FLOP/s each variant computes at. A chip without fitted tables runs its file's sourced block, or
+the :func:`priors` of its ``efficiency`` block: the same closed forms, never a second formula.
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from ..dtypes import ACTIVATION_BYTES_ARRAY, BYTES_ARRAY, DTYPES
 from ..specs import KERNEL_VARIANT_FALLBACK, HardwareSpec, KernelModels, ModelSpec
 from .costs import AttentionCore, Experts, LayerCost
 from .elementwise import minimum
+from .timing import memory_seconds
 from .kernels import FAMILIES as CLOSED_FORMS
 from .kernels import attention, gemm, moe
 
@@ -32,7 +32,6 @@ COMPUTE = {**gemm.COMPUTE, "mxfp4_w4a8": "fp8", "mxfp4_w4a16": "bf16"}
 KV_VARIANT = {"fp32": "bf16", "fp16": "bf16", "bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "int8": "fp8",
               "fp4": "fp8", "int4": "fp8"}
 DECODE_FAMILIES = ("generation_attention", "generation_mla")
-PREFILL_FAMILIES = ("context_attention", "context_mla")
 
 
 def _wanted(family: str, dtype: str, checkpoint: str | None) -> str:
@@ -189,9 +188,7 @@ def roofline(kt: KernelTable, hw: HardwareSpec, cost: LayerCost, dtype):
     """The compute and memory seconds of a layer instance at the GEMM plateau and the chip's achieved
     bandwidth: the parts that name a pass's bottleneck (the kernels' own time is :func:`busy_seconds`)."""
     table, peaks = kt.gemm
-    compute = cost.flops / (peaks[dtype] * table["plateau"][dtype])
-    memory = cost.hbm_bytes / (hw.hbm_bytes_per_s * hw.efficiency.hbm)
-    return compute, memory
+    return cost.flops / (peaks[dtype] * table["plateau"][dtype]), memory_seconds(hw, cost)
 
 
 def has_kernels(cost: LayerCost) -> bool:
