@@ -245,27 +245,33 @@ def test_large_prefill_is_compute_bound():
 
 def test_grouped_expert_gemms_cost_more_than_one_dense_gemm_of_the_same_flops():
     """A MoE prefill splits its tokens over the active experts: each grouped GEMM sees few rows, so the same
-    FLOPs take longer than in a dense GEMM of all the tokens, and the gap closes as the rows per expert grow."""
-    import dataclasses
-
-    from perfkit.engine.costs import LayerCost
-    from perfkit.engine.timing import compute_seconds
-    from perfkit.dtypes import INDEX
+    FLOPs take longer than in a dense GEMM of all the tokens, and the gap closes as the rows per expert grow.
+    The closed forms the engine prices layers with (engine/kernels), at their compute roofline: no fixed or
+    per-row costs, reads free, each active expert padded by 128 rows."""
+    from perfkit.engine.kernels import gemm, moe
 
     hw = catalog.hardware_spec("nvidia_h200_hgx")
-    hw = dataclasses.replace(hw, efficiency=dataclasses.replace(hw.efficiency, matmul_half_tokens=1.0,
-                                                                expert_half_tokens=128.0))
-    zero = 0.0
+    peak, free = hw.peak_flops_per_s["bf16"], 1e30  # HBM bytes/s at which no read costs anything
+    lowest = {name: low for name, (low, _) in moe.PARAMS.items()}
+    experts = {**lowest, "plateau": 0.8, "pad_rows": 128.0, "weight_bw": 1.0, "overlap": 8.0}
+    dense_gemm = {**{name: low for name, (low, _) in gemm.PARAMS.items()}, "plateau": 0.8, "bandwidth": 1.0,
+                  "sharpness": 8.0, "k_split": 1e6}
+    hidden, inter, topk, count = 4096, 1536, 8, 128
 
-    def seconds(expert_share, rows):
-        cost = LayerCost(weight_bytes=zero, activation_bytes=zero, kv_bytes=zero, flops=1e12, hbm_bytes=zero,
-                         gemm_rows=8192.0, expert_flops=1e12 * expert_share, expert_rows=rows)
-        return compute_seconds(hw, cost, INDEX["bf16"])
+    def grouped(rows_per_expert):
+        tokens = rows_per_expert * count / topk
+        return moe.moe_seconds(experts, tokens, hidden, inter, topk, count, 1, 1, 2.0, peak, free, touched=1.0)
 
-    dense = seconds(0.0, 128.0)
-    assert seconds(1.0, 128.0) == pytest.approx(2 * dense, rel=1e-3)  # half efficiency at 128 rows per expert
-    assert seconds(1.0, 128.0) > seconds(1.0, 1024.0) > dense
-    assert seconds(0.5, 128.0) == pytest.approx(1.5 * dense, rel=1e-3)
+    def dense(rows_per_expert, share=1.0):  # one GEMM of every row against the same weights: the same FLOPs
+        rows = rows_per_expert * count * share
+        return float(gemm.gemm_seconds(dense_gemm, rows, moe.MATRICES * inter, hidden, peak, free, 2.0))
+
+    assert float(grouped(128.0)) == pytest.approx(2 * dense(128.0), rel=1e-3)  # half efficiency at 128 rows
+    per_flop = {rows: float(grouped(rows)) / rows for rows in (128.0, 1024.0)}
+    assert per_flop[128.0] > per_flop[1024.0] > dense(1024.0) / 1024.0
+    # half the FLOPs in grouped experts at 128 rows each (half of them: the time is linear in the experts at
+    # fixed rows per expert), half in a dense GEMM: 1.5 times the dense time
+    assert float(grouped(128.0)) / 2 + dense(128.0, 0.5) == pytest.approx(1.5 * dense(128.0), rel=1e-3)
 
 
 # -- dtypes the chip lacks ----------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ copies split the sequences between them (as attention ``data_parallel`` does; ``
 ``context_parallel`` split each sequence's tokens). Each figure is that of the busiest chip, so a share of
 sequences is rounded up to whole sequences. Each function returns a :class:`LayerCost` of
 arrays: bytes held per chip (weights, transient activations, KV cache), FLOPs per chip, HBM bytes moved per
-chip, the GEMM row counts that set compute efficiency (dense GEMMs, and the grouped GEMMs of active
-experts), and the collectives it issues. All arithmetic
-broadcasts over configurations.
+chip, the collectives it issues, and the kernels that do the work (its weight GEMMs, the attention core,
+the routed experts: what :mod:`perfkit.engine.kernel_time` prices). All arithmetic broadcasts over
+configurations.
 """
 from __future__ import annotations
 
@@ -86,10 +86,8 @@ class LayerCost:
     kv_bytes: np.ndarray
     flops: np.ndarray
     hbm_bytes: np.ndarray
-    gemm_rows: np.ndarray
     collectives: list[Collective] = field(default_factory=list)
     expert_flops: np.ndarray | float = 0.0  # the part of ``flops`` in grouped expert GEMMs
-    expert_rows: np.ndarray | float = 1.0  # rows per active expert in those GEMMs
     # the kernels that do the work, priced by the kernel models (kernel_time.busy_seconds)
     gemms: list[Gemm] = field(default_factory=list)
     core: AttentionCore | None = None
@@ -190,7 +188,6 @@ def attention(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         kv_bytes=seqs * (cached / cp * kv_width * kvbytes),
         flops=seqs * flops_per_seq,
         hbm_bytes=weights + activations + seqs * kv_traffic,
-        gemm_rows=tokens,
         collectives=collectives,
         gemms=[Gemm(tokens, n, k) for n, k in shapes],
         core=AttentionCore(seqs, new, p.context / cp, core_heads, core_kv_heads, core_dim, cfg["kv_dtype"],
@@ -232,7 +229,6 @@ def feedforward(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         flops_rows = routed / ep  # expert rows computed on this chip
         cost = _ffn_cost(held, read, flops_rows, tokens, d, model.moe_intermediate_size / tp, wbytes, abytes, tp)
         cost.expert_flops = cost.flops
-        cost.expert_rows = routed / (model.num_experts * touched)  # rows per active expert
         cost.flops = cost.flops + 2 * own * (shared + d * model.num_experts)  # shared experts and router
         cost.experts = Experts(tokens, d, model.moe_intermediate_size, model.experts_per_token, model.num_experts,
                                tp, ep)
@@ -257,7 +253,6 @@ def _ffn_cost(held, read, rows, tokens, d, width_chip, wbytes, abytes, tp) -> La
         kv_bytes=zeros_like(weights),
         flops=2 * rows * 3 * d * width_chip,
         hbm_bytes=read * wbytes + activations,
-        gemm_rows=tokens,
         collectives=[Collective("allreduce", tokens * d * abytes, tp, tp)],
     )
 
@@ -277,11 +272,9 @@ def _mean_cost(parts: list[tuple[int, LayerCost]]) -> LayerCost:
         kv_bytes=mix(a.kv_bytes, b.kv_bytes),
         flops=mix(a.flops, b.flops),
         hbm_bytes=mix(a.hbm_bytes, b.hbm_bytes),
-        gemm_rows=mix(a.gemm_rows, b.gemm_rows),
         collectives=[Collective(c.kind, c.bytes * n / total, c.group, c.span)
                      for n, cost in parts for c in cost.collectives],
         expert_flops=mix(a.expert_flops, b.expert_flops),
-        expert_rows=maximum(a.expert_rows, b.expert_rows),  # the dense part has no expert GEMMs
         gemms=[Gemm(g.m, g.n, g.k, g.count * n / total) for n, cost in parts for g in cost.gemms],
         experts=next((dataclasses.replace(c.experts, share=n / total) for n, c in parts if c.experts), None),
     )
@@ -302,7 +295,6 @@ def norm(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         kv_bytes=zeros_like(tokens),
         flops=2 * 4 * tokens * d,
         hbm_bytes=weights + 2 * activations,  # read and write each
-        gemm_rows=tokens,
     )
 
 
@@ -323,7 +315,6 @@ def embedding(model: ModelSpec, cfg, p: Pass) -> LayerCost:
         kv_bytes=zeros_like(weights),
         flops=2 * head_rows * d * vocab / tp,
         hbm_bytes=vocab * d / tp * wbytes + tokens * d * abytes * 2 + head_rows * vocab / tp * 4.0,
-        gemm_rows=head_rows,
         gemms=[Gemm(head_rows, vocab / tp, d)],
         collectives=[
             Collective("allreduce", tokens * d * abytes, tp, tp),

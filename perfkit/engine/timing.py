@@ -1,5 +1,6 @@
-"""Turning costs into seconds: shape-dependent compute efficiency, HBM efficiency, and collectives as NCCL and
-the serving engines run them (fitted inside a node; hierarchical, with log-depth latency, across nodes)."""
+"""Turning costs into seconds: HBM streaming, and collectives as NCCL and the serving engines run them (fitted
+inside a node; hierarchical, with log-depth latency, across nodes). The kernels' own time is
+:mod:`perfkit.engine.kernel_time`."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,15 +14,6 @@ def any_true(mask) -> bool:
     """``np.any(mask)`` without its dispatch cost: a single request's masks are numpy scalars, and the
     engine branches on them a dozen times per evaluation."""
     return bool(mask.any()) if isinstance(mask, np.ndarray) else bool(mask)
-
-
-def compute_seconds(hw: HardwareSpec, cost: LayerCost, dtype: np.ndarray) -> np.ndarray:
-    """FLOPs over the achievable rate: GEMMs with few rows (decode) run far below peak, and so do the grouped
-    GEMMs of active experts, which see only their share of the tokens."""
-    e = hw.efficiency
-    dense = e.matmul * cost.gemm_rows / (cost.gemm_rows + e.matmul_half_tokens)
-    expert = e.matmul * cost.expert_rows / (cost.expert_rows + e.expert_half_tokens)
-    return ((cost.flops - cost.expert_flops) / dense + cost.expert_flops / expert) / hw.peak_by_dtype[dtype]
 
 
 def memory_seconds(hw: HardwareSpec, cost: LayerCost) -> np.ndarray:
