@@ -432,10 +432,19 @@ def test_model_id_pattern_is_what_is_enforced():
 # -- the hub: a deadline, a bounded pool of its own, failures remembered ---------------------------------------
 
 
+def _online_hub(monkeypatch, download, timeout_s: float) -> None:
+    """The catalog asks a hub whose ``hf_hub_download`` is ``download``, on a fresh client of two threads."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(catalog, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    client = catalog.HubClient(threads=2, timeout_s=timeout_s)
+    monkeypatch.setattr(catalog, "_hub", lambda: client)
+
+
 def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_models):
     import threading
-
-    import huggingface_hub
 
     release = threading.Event()
     calls = []
@@ -445,11 +454,7 @@ def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_m
         release.wait(30)
         raise OSError("read timed out")
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(catalog, "_hub_reachable", lambda: True)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hanging_download)
-    client = catalog.HubClient(threads=2, timeout_s=0.2)
-    monkeypatch.setattr(catalog, "_hub", lambda: client)
+    _online_hub(monkeypatch, hanging_download, timeout_s=0.2)
     try:
         with pytest.raises(NotFoundError, match=r"'acme/stuck-0'.*did not answer within 0\.2 s"):
             catalog.model_spec("acme/stuck-0")
@@ -471,19 +476,13 @@ def test_a_hub_that_never_answers_is_bounded_and_remembered(monkeypatch, fresh_m
 def test_a_remembered_hub_failure_is_asked_again_once_it_is_older_than_its_ttl(monkeypatch, fresh_models):
     """A failure is remembered from when it happened (not until a clock epoch turns, which could forget it
     a moment later), then retried."""
-    import huggingface_hub
-
     calls = []
 
     def missing(**kwargs):
         calls.append(kwargs["repo_id"])
         raise OSError("404")
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(catalog, "_hub_reachable", lambda: True)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
-    client = catalog.HubClient(threads=2, timeout_s=5.0)
-    monkeypatch.setattr(catalog, "_hub", lambda: client)
+    _online_hub(monkeypatch, missing, timeout_s=5.0)
     for _ in range(2):
         with pytest.raises(NotFoundError, match="not found on the Hugging Face hub"):
             catalog.model_spec("acme/missing")
