@@ -111,19 +111,25 @@ class Sweep:
         lengths = self.lengths
         axis = len(chunk.prefix)  # the axis the chunk takes a range of
         shape = (chunk.hi - chunk.lo, *lengths[axis + 1:]) if lengths else (1,)
-        cfg = dict(self.base[m])
+        lead = _leads(shape)
+        cfg, engine_cfg = dict(self.base[m]), dict(self.base[m])
         index = []
         for j, values in enumerate(self.values):
             if j < axis:
-                idx = np.int64(chunk.prefix[j])
+                idx = engine_idx = np.int64(chunk.prefix[j])
             else:
                 dims = [1] * len(shape)
                 dims[j - axis] = -1
                 idx = (np.arange(chunk.lo, chunk.hi) if j == axis else np.arange(lengths[j])).reshape(dims)
+                engine_idx = np.moveaxis(idx, -1, 0) if lead else idx
             index.append(idx)
             for key in self.targets[m][j]:
                 cfg[key] = values[idx]
-        out = evaluate(self.models[m], self.hardware[h], cfg, self.profiles[e])
+                engine_cfg[key] = values[engine_idx]
+        out = evaluate(self.models[m], self.hardware[h], engine_cfg, self.profiles[e])
+        if lead:  # back to the grid's order (views; the columns below copy them out)
+            out = {k: np.moveaxis(v, 0, -1) if isinstance(v, np.ndarray) and v.ndim == len(shape) else v
+                   for k, v in out.items()}
 
         n = chunk.rows
         cols = {name: Cat(np.full(n, i, dtype=np.int32), self.labels[g])
@@ -187,7 +193,7 @@ class Sweep:
     def _figures(self, cols: dict, out: dict, shape, model, hw, cfg, workload) -> None:
         order = [k for k in FIRST if k in out] + [k for k in out if k not in FIRST and k != "code"]
         for key in order:
-            column = np.broadcast_to(out[key], shape).ravel()
+            column = _column(out[key], shape)
             if key == "bottleneck":  # the engine's index into BOTTLENECKS: already a code
                 labels = self.figure_labels.setdefault(key, Labels(BOTTLENECKS))
                 cols[key] = Cat(column.astype(np.int32), labels)
@@ -196,15 +202,16 @@ class Sweep:
                 cols[key] = Cat(labels.encode(column), labels)
             else:
                 cols[key] = column
-        structural = np.broadcast_to(out["code"], shape) & layout.STRUCTURAL
-        fits = np.broadcast_to(out["fits_on_hardware"], shape)
+        structural = _column(out["code"], shape).reshape(shape) & layout.STRUCTURAL
+        fits = _column(out["fits_on_hardware"], shape).reshape(shape)
         valid = ((structural == 0) & fits).ravel()
         cols["valid"] = valid
         # a layout that cannot run fits nowhere: fits_on_hardware is True only where the row runs
         cols["fits_on_hardware"] = valid.copy()
+        invalid_nan = np.where(valid, 1.0, np.nan)  # x * 1.0 is x exactly, x * NaN is NaN: one product a column
         for key in (*ONLY_IF_VALID, *ONLY_IF_VALID_EXTRA):
             if key in cols:
-                cols[key] = np.where(valid, cols[key], np.nan)
+                cols[key] = cols[key] * invalid_nan
         cols["reason"] = Cat(self._reasons(model, hw, cfg, structural, fits, workload).ravel(), self.reasons)
 
     def _reasons(self, model, hw, cfg, structural, fits, workload) -> np.ndarray:
@@ -239,3 +246,26 @@ class Sweep:
         row.update({f"chips.{t}": int(layout.layer_chips(row, t)) for t in layout.LAYER_TYPES})
         row["num_chips"] = int(layout.num_chips(row))
         return "; ".join(sentence for _, sentence in layout.reasons(model, hw, code, row))
+
+
+#: An innermost chunk axis this short (a dtype axis, say) moves to the front for the engine: numpy's inner
+#: loops run along the last axis, and an operand that lacks a short last axis (rows against per-dtype
+#: parameters) makes every loop that short, several times slower than one long loop.
+SHORT_AXIS = 16
+
+
+def _leads(shape) -> bool:
+    return len(shape) > 1 and 1 < shape[-1] <= SHORT_AXIS
+
+
+def _column(values, shape) -> np.ndarray:
+    """``values`` broadcast to ``shape`` and flattened in C order, one strided copy per position of a short
+    last axis (a flat copy of a broadcast that lacks it, or of a view with it in front, runs that short loop
+    for every element)."""
+    view = np.broadcast_to(values, shape)
+    if not _leads(shape) or view.strides[-1] == view.itemsize and view.flags.c_contiguous:
+        return view.ravel()
+    out = np.empty(shape, dtype=view.dtype)
+    for j in range(shape[-1]):
+        out[..., j] = view[..., j]
+    return out.ravel()
