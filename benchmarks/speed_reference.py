@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import perfkit  # noqa: E402
 from perfkit import catalog  # noqa: E402
+from perfkit.dtypes import DTYPES  # noqa: E402
 from perfkit.engine.system import evaluate  # noqa: E402
 from perfkit.inputs import system_config, to_arrays  # noqa: E402
 
 RTOL = 1e-12
-DTYPES = ("bf16", "fp8", "fp4", "fp16", "int8", "int4", "fp32", "fp8_block")
 
 
 def bodies(n: int = 400) -> list[dict]:
@@ -48,7 +48,7 @@ def bodies(n: int = 400) -> list[dict]:
             layers["attention"]["data_parallel"] = rng.choice([1, 2])
         if rng.random() < 0.3:
             layers["feedforward"]["sequence_parallel"] = rng.choice([1, 2])
-        if "A3B" in model or "A22B" in model or "DeepSeek" in model or "Mixtral" in model or "gpt-oss" in model:
+        if catalog.model_spec(model).is_moe:
             layers["feedforward"]["expert_parallel"] = rng.choice([1, 2, 4, 8])
         if rng.random() < 0.6:
             dtype = rng.choice(DTYPES)
