@@ -235,6 +235,16 @@ def _shaped(values, shape):
 
 def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips):
     """TTFT and TPOT of a closed loop of ``batch`` requests per replica under continuous batching (seconds)."""
+    parts = continuous_parts(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips)
+    ttft = (parts["request_overhead"] + parts["own_prefill"] + parts["burst_wait"] + parts["chunk_steps"]
+            + parts["slot_queue"])
+    return ttft, parts["tpot"]
+
+
+def continuous_parts(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chips) -> dict:
+    """The terms of :func:`_continuous` (seconds): TTFT is ``request_overhead + own_prefill + burst_wait +
+    chunk_steps + slot_queue``; ``tpot``, ``running`` (sequences decoding at once) and ``decode_step`` come
+    with them (``benchmarks/ttft_transfer.py`` studies the TTFT terms one by one)."""
     isl, osl = cfg["input_seq"], cfg["output_seq"]
     running = _running(hw, profile, cfg, batch, mem)
     one = _pipelined(model, hw, profile, cfg, Pass(np.ones_like(batch), isl, isl, isl + osl, prefill=True),
@@ -243,11 +253,11 @@ def _continuous(model, hw, profile, cfg, batch, prefill_all_s, mem, replica_chip
                       replica_chips)
     per_request_prefill = prefill_all_s / batch  # the batched cost of one prompt
     tpot = step["seconds"] + profile.prefill_interference * running / osl * per_request_prefill
-    queue = (batch / running - 1.0) * (one["seconds"] + osl * tpot)  # waiting for a free slot
     chunks = isl / profile.prefill_chunk_tokens  # each prompt chunk rides one decode step of the running batch
-    ttft = (profile.request_overhead_s + one["seconds"] + profile.ramp * prefill_all_s + chunks * step["seconds"]
-            + queue)
-    return ttft, tpot
+    return {"request_overhead": profile.request_overhead_s, "own_prefill": one["seconds"],
+            "burst_wait": profile.ramp * prefill_all_s, "chunk_steps": chunks * step["seconds"],
+            "slot_queue": (batch / running - 1.0) * (one["seconds"] + osl * tpot),  # waiting for a free slot
+            "tpot": tpot, "running": running, "decode_step": step["seconds"]}
 
 
 def _running(hw, profile, cfg, batch, mem):
